@@ -1,0 +1,63 @@
+"""asyncloop: a fast asyncio event loop written in C on top of libuv.
+
+    import asyncloop
+    asyncloop.run(main())
+"""
+import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
+
+from ._loop import libuv_version
+from .loop import Loop
+
+__all__ = ('Loop', 'new_event_loop', 'EventLoopPolicy', 'install', 'run',
+           'libuv_version')
+__version__ = '0.1.0'
+
+
+def new_event_loop():
+    """Return a new asyncloop event loop."""
+    return Loop()
+
+
+def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
+    """Run the coroutine main on a new asyncloop loop, as asyncio.run().
+
+    The loop is closed at the end, after the remaining tasks are cancelled
+    and the asynchronous generators and the default executor are shut
+    down. Keyword arguments other than debug and loop_factory (context=)
+    go to asyncio.Runner.run().
+    """
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError(
+            "asyncio.run() cannot be called from a running event loop")
+    with _asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+        return runner.run(main, **run_kwargs)
+
+
+_BasePolicy = getattr(_asyncio.events, 'BaseDefaultEventLoopPolicy', None) \
+    or _asyncio.events._BaseDefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_BasePolicy):
+    """An event loop policy whose loops are asyncloop loops.
+
+        asyncio.set_event_loop_policy(asyncloop.EventLoopPolicy())
+    """
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+
+def install():
+    """Make asyncloop the loop of asyncio.run() and new_event_loop().
+
+    Sets the event loop policy, a mechanism deprecated since Python 3.12:
+    prefer asyncloop.run() or loop_factory=asyncloop.new_event_loop.
+    """
+    if _sys.version_info >= (3, 12):
+        _warnings.warn('asyncloop.install() is deprecated in favour of '
+                       'asyncloop.run() and loop_factory='
+                       'asyncloop.new_event_loop', DeprecationWarning,
+                       stacklevel=2)
+    _asyncio.set_event_loop_policy(EventLoopPolicy())

@@ -1,0 +1,210 @@
+/* asyncloop: the one internal header of the C extension asyncloop._loop. */
+#ifndef ASYNCLOOP_H
+#define ASYNCLOOP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <uv.h>
+#include <stdint.h>
+
+/* ---- compatibility ----------------------------------------------------- */
+
+/* The raised exception as one object (PyErr_GetRaisedException of 3.12). */
+static inline PyObject *
+err_fetch(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+/* Raises exc again; steals the reference. */
+static inline void
+err_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+/* ---- module state (module.c) ------------------------------------------ */
+
+/* Objects imported once at module init and kept for the process lifetime. */
+typedef struct {
+    PyObject *Future;                /* asyncio.Future */
+    PyObject *Task;                  /* asyncio.Task */
+    PyObject *format_callback_source;/* asyncio.format_helpers._format_callback_source */
+    PyObject *extract_stack;         /* asyncio.format_helpers.extract_stack */
+    PyObject *iscoroutinefunction;   /* asyncio.coroutines.iscoroutinefunction */
+    PyObject *set_task_name;         /* asyncio.tasks._set_task_name or NULL */
+    PyObject *logger;                /* asyncio.log.logger */
+    PyObject *str_call_exception_handler;
+    PyObject *str_loop;
+    PyObject *str_name;
+    PyObject *str_context;
+    PyObject *str_set_name;
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_handle;
+    PyObject *str_source_traceback;
+    PyObject *kwnames_loop;          /* ('loop',) */
+    PyObject *empty_tuple;
+} ModuleState;
+
+extern ModuleState asyncloop_state;
+
+/* Incremented in the child after os.fork(): loops created before it are
+   unusable there, since their libuv state (the epoll descriptor) is shared
+   with the parent. */
+extern unsigned long asyncloop_fork_generation;
+
+/* ---- handles (handle.c) ------------------------------------------------ */
+
+struct LoopObject;
+
+typedef struct HandleObject {
+    PyObject_HEAD
+    PyObject *callback;          /* NULL once cancelled */
+    PyObject *args;              /* tuple; NULL once cancelled */
+    PyObject *context;           /* contextvars.Context */
+    struct LoopObject *loop;
+    PyObject *source_traceback;  /* list in debug mode, else NULL */
+    PyObject *saved_repr;        /* repr kept at cancel() in debug mode */
+    PyObject *weakreflist;
+    char cancelled;
+    /* TimerHandle only */
+    char scheduled;              /* sits in the loop's timer heap */
+    double when;
+    uint64_t seq;                /* scheduling order among equal deadlines */
+} HandleObject;
+
+extern PyTypeObject Handle_Type;
+extern PyTypeObject TimerHandle_Type;
+
+#define Handle_IsTimer(h) (Py_TYPE(h) == &TimerHandle_Type || \
+                           PyType_IsSubtype(Py_TYPE(h), &TimerHandle_Type))
+
+HandleObject *handle_new(PyTypeObject *type, struct LoopObject *loop,
+                         PyObject *callback, PyObject *args,
+                         PyObject *context);
+/* Runs the callback in its context. Returns 0, or -1 with
+   KeyboardInterrupt/SystemExit (or an error of the exception handler)
+   set, which must stop the loop. */
+int handle_run(HandleObject *h);
+void handle_cancel_internal(HandleObject *h);
+
+/* ---- timer heap (timers.c) -------------------------------------------- */
+
+typedef struct {
+    HandleObject **items;        /* strong references */
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    Py_ssize_t cancelled;        /* cancelled handles still in the heap */
+    uint64_t next_seq;
+} TimerHeap;
+
+int timers_push(TimerHeap *heap, HandleObject *h);
+HandleObject *timers_pop(TimerHeap *heap);      /* new reference */
+void timers_drop_cancelled(TimerHeap *heap);
+void timers_clear(TimerHeap *heap);
+void timers_free(TimerHeap *heap);
+int timers_traverse(TimerHeap *heap, visitproc visit, void *arg);
+
+/* ---- loop resources ---------------------------------------------------- */
+
+/* Every object that owns a libuv handle links itself into its loop's list,
+   so that Loop.close() can close handles it does not know the type of.
+   close() must start uv_close(); the object drops its own references in
+   the close callback. */
+typedef struct Resource {
+    struct Resource *prev;
+    struct Resource *next;
+    void (*close)(struct Resource *res);
+} Resource;
+
+/* ---- the loop (loop.c) -------------------------------------------------- */
+
+typedef struct LoopObject {
+    PyObject_HEAD
+    uv_loop_t uv;
+    uv_async_t wakeup;           /* call_soon_threadsafe from other threads */
+    Resource resources;          /* list head of open libuv-owning objects */
+
+    HandleObject **ready;        /* ring buffer of strong references */
+    Py_ssize_t ready_head;
+    Py_ssize_t ready_len;
+    Py_ssize_t ready_cap;
+    TimerHeap timers;
+
+    char uv_initialized;
+    char closed;
+    char running;
+    char stopping;
+    char debug;
+    char polling;                /* waiting for events with the GIL released */
+    unsigned long thread_id;     /* of run_forever, 0 when not running */
+    unsigned long fork_generation;
+    double slow_callback_duration;
+    double clock_resolution;
+
+    PyObject *exception_handler;
+    PyObject *task_factory;
+    PyObject *current_handle;    /* set while a handle runs in debug mode */
+    PyObject *pending_error;     /* KeyboardInterrupt/SystemExit raised inside
+                                    a libuv callback, re-raised after uv_run */
+    /* add_reader/add_writer: an epoll instance of our own, watched by one
+       uv_poll_t, so that a bad or closed descriptor is an OSError of ours
+       rather than an abort() inside libuv (see poll.c). */
+    int poll_epfd;
+    uv_poll_t poll_watcher;
+    char poll_watcher_open;
+    PyObject *readers;           /* {fd: Handle} */
+    PyObject *writers;           /* {fd: Handle} */
+
+    PyObject *weakreflist;
+} LoopObject;
+
+extern PyTypeObject Loop_Type;
+
+double loop_now(void);
+int loop_check_closed(LoopObject *loop);
+int loop_check_forked(LoopObject *loop);
+int loop_append_ready(LoopObject *loop, HandleObject *h);
+HandleObject *loop_call_soon(LoopObject *loop, PyObject *callback,
+                             PyObject *args, PyObject *context);
+void loop_link_resource(LoopObject *loop, Resource *res);
+void loop_unlink_resource(Resource *res);
+/* Called by libuv callbacks when a Python callback raised
+   KeyboardInterrupt/SystemExit: keeps the exception and stops uv_run. */
+void loop_set_pending_error(LoopObject *loop);
+int loop_add_methods(PyMethodDef *defs);
+
+/* ---- descriptor watchers (poll.c) -------------------------------------- */
+
+int poll_init(PyObject *module);
+/* Unregisters every reader and writer and closes the epoll instance. */
+void poll_close(LoopObject *loop);
+
+/* ---- errors (errors.c) --------------------------------------------------- */
+
+/* Sets the OSError subclass matching a negative libuv error code. */
+PyObject *error_from_uv(int uverr);
+PyObject *error_from_uv_with_text(int uverr, const char *what);
+
+#endif /* ASYNCLOOP_H */

@@ -1,0 +1,479 @@
+/* Handle and TimerHandle: what call_soon / call_later return, and what the
+   ready queue and the timer heap hold. They mirror asyncio.Handle and
+   asyncio.TimerHandle, including their private attributes, which some
+   libraries read. */
+#include "asyncloop.h"
+#include <structmember.h>
+
+HandleObject *
+handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
+           PyObject *args, PyObject *context)
+{
+    HandleObject *h = PyObject_GC_New(HandleObject, type);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (context == NULL || context == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            h->callback = h->args = h->context = NULL;
+            h->loop = NULL;
+            h->source_traceback = h->saved_repr = h->weakreflist = NULL;
+            Py_DECREF(h);
+            return NULL;
+        }
+    }
+    else {
+        Py_INCREF(context);
+    }
+    h->context = context;
+    h->callback = Py_NewRef(callback);
+    h->args = Py_NewRef(args);
+    h->loop = (LoopObject *)Py_NewRef(loop);
+    h->source_traceback = NULL;
+    h->saved_repr = NULL;
+    h->weakreflist = NULL;
+    h->cancelled = 0;
+    h->scheduled = 0;
+    h->when = 0.0;
+    h->seq = 0;
+    if (loop->debug) {
+        /* Like asyncio: the stack of the caller of call_soon(). */
+        PyObject *frame = (PyObject *)PyEval_GetFrame();
+        if (frame != NULL) {
+            h->source_traceback = PyObject_CallOneArg(
+                asyncloop_state.extract_stack, frame);
+            if (h->source_traceback == NULL) {
+                Py_DECREF(h);
+                return NULL;
+            }
+        }
+    }
+    PyObject_GC_Track(h);
+    return h;
+}
+
+static int
+handle_traverse(HandleObject *h, visitproc visit, void *arg)
+{
+    Py_VISIT(h->callback);
+    Py_VISIT(h->args);
+    Py_VISIT(h->context);
+    Py_VISIT(h->loop);
+    Py_VISIT(h->source_traceback);
+    Py_VISIT(h->saved_repr);
+    return 0;
+}
+
+static int
+handle_clear(HandleObject *h)
+{
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->context);
+    Py_CLEAR(h->loop);
+    Py_CLEAR(h->source_traceback);
+    Py_CLEAR(h->saved_repr);
+    return 0;
+}
+
+static void
+handle_dealloc(HandleObject *h)
+{
+    PyObject_GC_UnTrack(h);
+    if (h->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)h);
+    }
+    handle_clear(h);
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static PyObject *
+handle_format_callback(HandleObject *h)
+{
+    return PyObject_CallFunctionObjArgs(
+        asyncloop_state.format_callback_source, h->callback,
+        h->args ? h->args : asyncloop_state.empty_tuple, NULL);
+}
+
+/* An exception of the callback goes to the loop's exception handler, as
+   asyncio.Handle._run does. */
+static int
+handle_report_error(HandleObject *h)
+{
+    PyObject *exc = err_fetch();
+    PyObject *cb = handle_format_callback(h);
+    PyObject *msg = NULL, *context = NULL, *res = NULL;
+    int rc = -1;
+
+    if (cb == NULL) {
+        goto done;
+    }
+    msg = PyUnicode_FromFormat("Exception in callback %U", cb);
+    if (msg == NULL) {
+        goto done;
+    }
+    context = PyDict_New();
+    if (context == NULL
+        || PyDict_SetItem(context, asyncloop_state.str_message, msg) < 0
+        || PyDict_SetItem(context, asyncloop_state.str_exception, exc) < 0
+        || PyDict_SetItem(context, asyncloop_state.str_handle,
+                          (PyObject *)h) < 0) {
+        goto done;
+    }
+    if (h->source_traceback != NULL
+        && PyObject_IsTrue(h->source_traceback)
+        && PyDict_SetItem(context, asyncloop_state.str_source_traceback,
+                          h->source_traceback) < 0) {
+        goto done;
+    }
+    res = PyObject_CallMethodOneArg(
+        (PyObject *)h->loop, asyncloop_state.str_call_exception_handler,
+        context);
+    if (res != NULL) {
+        rc = 0;
+    }
+done:
+    Py_XDECREF(exc);
+    Py_XDECREF(cb);
+    Py_XDECREF(msg);
+    Py_XDECREF(context);
+    Py_XDECREF(res);
+    return rc;
+}
+
+int
+handle_run(HandleObject *h)
+{
+    PyObject *res = NULL;
+    /* The callback may cancel or drop the handle: keep it and its
+       callback alive until the call is over. */
+    Py_INCREF(h);
+    PyObject *callback = Py_NewRef(h->callback);
+    PyObject *args = Py_NewRef(h->args);
+
+    if (PyContext_Enter(h->context) == 0) {
+        res = PyObject_Vectorcall(callback, &PyTuple_GET_ITEM(args, 0),
+                                  PyTuple_GET_SIZE(args), NULL);
+        if (PyContext_Exit(h->context) < 0) {
+            Py_CLEAR(res);
+        }
+    }
+    Py_DECREF(callback);
+    Py_DECREF(args);
+
+    int rc = 0;
+    if (res != NULL) {
+        Py_DECREF(res);
+    }
+    else if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+             || PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        rc = -1;
+    }
+    else {
+        rc = handle_report_error(h);
+    }
+    Py_DECREF(h);
+    return rc;
+}
+
+/* ---- Python methods ----------------------------------------------------- */
+
+void
+handle_cancel_internal(HandleObject *h)
+{
+    if (h->cancelled) {
+        return;
+    }
+    if (h->scheduled && h->loop != NULL) {
+        h->loop->timers.cancelled++;
+    }
+    if (h->loop != NULL && h->loop->debug && h->saved_repr == NULL) {
+        /* Like asyncio: keep the repr with the callback, for the log
+           messages of debug mode. */
+        h->saved_repr = PyObject_Repr((PyObject *)h);
+        if (h->saved_repr == NULL) {
+            PyErr_Clear();
+        }
+    }
+    h->cancelled = 1;
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+}
+
+static PyObject *
+handle_cancel(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    handle_cancel_internal(h);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+handle_cancelled(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(h->cancelled);
+}
+
+static PyObject *
+handle_get_context(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(h->context);
+}
+
+static PyObject *
+handle_when(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(h->when);
+}
+
+static PyObject *
+handle_py_run(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    if (h->cancelled) {
+        Py_RETURN_NONE;
+    }
+    if (handle_run(h) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* <Handle [cancelled] [when=...] callback(args) [created at file:line]> */
+static PyObject *
+handle_repr(HandleObject *h)
+{
+    if (h->saved_repr != NULL) {
+        return Py_NewRef(h->saved_repr);
+    }
+    PyObject *parts = PyList_New(0);
+    PyObject *item = NULL, *sep = NULL, *joined = NULL, *res = NULL;
+    if (parts == NULL) {
+        return NULL;
+    }
+    item = PyType_GetName(Py_TYPE(h));
+    if (item == NULL || PyList_Append(parts, item) < 0) {
+        goto done;
+    }
+    Py_CLEAR(item);
+    if (h->cancelled) {
+        item = PyUnicode_FromString("cancelled");
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (Handle_IsTimer(h)) {
+        PyObject *when = PyFloat_FromDouble(h->when);
+        if (when == NULL) {
+            goto done;
+        }
+        item = PyUnicode_FromFormat("when=%R", when);
+        Py_DECREF(when);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (h->callback != NULL) {
+        item = handle_format_callback(h);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    if (h->source_traceback != NULL && PyList_Check(h->source_traceback)
+        && PyList_GET_SIZE(h->source_traceback) > 0) {
+        PyObject *frame = PyList_GET_ITEM(
+            h->source_traceback, PyList_GET_SIZE(h->source_traceback) - 1);
+        PyObject *file = PySequence_GetItem(frame, 0);
+        PyObject *line = file ? PySequence_GetItem(frame, 1) : NULL;
+        if (line != NULL) {
+            item = PyUnicode_FromFormat("created at %S:%S", file, line);
+        }
+        Py_XDECREF(file);
+        Py_XDECREF(line);
+        if (item == NULL || PyList_Append(parts, item) < 0) {
+            goto done;
+        }
+        Py_CLEAR(item);
+    }
+    sep = PyUnicode_FromString(" ");
+    if (sep == NULL) {
+        goto done;
+    }
+    joined = PyUnicode_Join(sep, parts);
+    if (joined != NULL) {
+        res = PyUnicode_FromFormat("<%U>", joined);
+    }
+done:
+    Py_XDECREF(item);
+    Py_XDECREF(sep);
+    Py_XDECREF(joined);
+    Py_DECREF(parts);
+    return res;
+}
+
+static PyObject *
+handle_get_callback(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->callback ? h->callback : Py_None);
+}
+
+static PyObject *
+handle_get_args(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->args ? h->args : Py_None);
+}
+
+static PyObject *
+handle_get_loop(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->loop ? (PyObject *)h->loop : Py_None);
+}
+
+static PyObject *
+handle_get_source_traceback(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->source_traceback ? h->source_traceback : Py_None);
+}
+
+static PyObject *
+handle_get_cancelled(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(h->cancelled);
+}
+
+static PyObject *
+handle_get_when(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(h->when);
+}
+
+static PyObject *
+handle_get_scheduled(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(h->scheduled);
+}
+
+static PyMethodDef handle_methods[] = {
+    {"cancel", (PyCFunction)handle_cancel, METH_NOARGS,
+     "Cancel the callback. A cancelled callback is not run."},
+    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS,
+     "Return True if the callback was cancelled."},
+    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS,
+     "Return the contextvars.Context the callback runs in."},
+    {"_run", (PyCFunction)handle_py_run, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef handle_getset[] = {
+    {"_callback", (getter)handle_get_callback, NULL, NULL, NULL},
+    {"_args", (getter)handle_get_args, NULL, NULL, NULL},
+    {"_loop", (getter)handle_get_loop, NULL, NULL, NULL},
+    {"_source_traceback", (getter)handle_get_source_traceback, NULL, NULL,
+     NULL},
+    {"_cancelled", (getter)handle_get_cancelled, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+PyTypeObject Handle_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asyncloop.Handle",
+    .tp_doc = "A callback scheduled with call_soon().",
+    .tp_basicsize = sizeof(HandleObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)handle_dealloc,
+    .tp_traverse = (traverseproc)handle_traverse,
+    .tp_clear = (inquiry)handle_clear,
+    .tp_repr = (reprfunc)handle_repr,
+    .tp_weaklistoffset = offsetof(HandleObject, weakreflist),
+    .tp_methods = handle_methods,
+    .tp_getset = handle_getset,
+};
+
+/* ---- TimerHandle ------------------------------------------------------- */
+
+static PyObject *
+timer_cancel(HandleObject *h, PyObject *Py_UNUSED(ignored))
+{
+    handle_cancel_internal(h);
+    Py_RETURN_NONE;
+}
+
+static Py_hash_t
+timer_hash(HandleObject *h)
+{
+    PyObject *when = PyFloat_FromDouble(h->when);
+    if (when == NULL) {
+        return -1;
+    }
+    Py_hash_t hash = PyObject_Hash(when);
+    Py_DECREF(when);
+    return hash;
+}
+
+/* Ordering by deadline, and equality as asyncio.TimerHandle defines it. */
+static PyObject *
+timer_richcompare(HandleObject *a, PyObject *other, int op)
+{
+    if (!Handle_IsTimer(other)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    HandleObject *b = (HandleObject *)other;
+    int eq = -1;
+    if (op == Py_EQ || op == Py_NE || op == Py_LE || op == Py_GE) {
+        eq = a->when == b->when && a->cancelled == b->cancelled;
+        if (eq) {
+            eq = PyObject_RichCompareBool(
+                a->callback ? a->callback : Py_None,
+                b->callback ? b->callback : Py_None, Py_EQ);
+        }
+        if (eq > 0) {
+            eq = PyObject_RichCompareBool(a->args ? a->args : Py_None,
+                                          b->args ? b->args : Py_None, Py_EQ);
+        }
+        if (eq < 0) {
+            return NULL;
+        }
+    }
+    switch (op) {
+    case Py_LT: return PyBool_FromLong(a->when < b->when);
+    case Py_GT: return PyBool_FromLong(a->when > b->when);
+    case Py_LE: return PyBool_FromLong(a->when < b->when || eq);
+    case Py_GE: return PyBool_FromLong(a->when > b->when || eq);
+    case Py_EQ: return PyBool_FromLong(eq);
+    default: return PyBool_FromLong(!eq);
+    }
+}
+
+static PyMethodDef timer_methods[] = {
+    {"cancel", (PyCFunction)timer_cancel, METH_NOARGS,
+     "Cancel the timer. A cancelled timer is not run."},
+    {"when", (PyCFunction)handle_when, METH_NOARGS,
+     "Return the scheduled time as a float, in loop.time() seconds."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyGetSetDef timer_getset[] = {
+    {"_when", (getter)handle_get_when, NULL, NULL, NULL},
+    {"_scheduled", (getter)handle_get_scheduled, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+PyTypeObject TimerHandle_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asyncloop.TimerHandle",
+    .tp_doc = "A callback scheduled with call_later() or call_at().",
+    .tp_basicsize = sizeof(HandleObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_base = &Handle_Type,
+    .tp_dealloc = (destructor)handle_dealloc,
+    .tp_traverse = (traverseproc)handle_traverse,
+    .tp_clear = (inquiry)handle_clear,
+    .tp_hash = (hashfunc)timer_hash,
+    .tp_richcompare = (richcmpfunc)timer_richcompare,
+    .tp_methods = timer_methods,
+    .tp_getset = timer_getset,
+};

@@ -1,0 +1,1062 @@
+/* The Loop type: the ready queue, the iteration, call_soon/call_later,
+   create_future/create_task and closing. The Python class asyncloop.Loop
+   derives from it and adds what runs once per run or per call (run_forever's
+   set-up, the exception handler, executors, signals). */
+#include "asyncloop.h"
+#include <structmember.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <time.h>
+
+/* asyncio's MAXIMUM_SELECT_TIMEOUT: one day. */
+#define MAXIMUM_WAIT 86400.0
+
+double
+loop_now(void)
+{
+    /* The same clock and the same conversion as time.monotonic(), so that
+       loop.time() and time.monotonic() agree to the last digit. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (double)ns / 1e9;
+}
+
+int
+loop_check_closed(LoopObject *loop)
+{
+    if (loop->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+int
+loop_check_forked(LoopObject *loop)
+{
+    if (loop->fork_generation != asyncloop_fork_generation) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this event loop was created in the parent process "
+                        "before os.fork() and cannot be used in the child; "
+                        "create a new event loop in the child");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_thread(LoopObject *loop)
+{
+    if (loop->thread_id != 0 && loop->thread_id != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Non-thread-safe operation invoked on an event loop "
+                        "other than the current one");
+        return -1;
+    }
+    return 0;
+}
+
+/* Returns 1 for a coroutine function (or a method of one), found without
+   calling into Python; debug mode does asyncio's full check as well. */
+static int
+is_plain_coroutine_function(PyObject *callback)
+{
+    if (PyMethod_Check(callback)) {
+        callback = PyMethod_GET_FUNCTION(callback);
+    }
+    if (!PyFunction_Check(callback)) {
+        return 0;
+    }
+    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(callback);
+    return (code->co_flags & CO_COROUTINE) != 0;
+}
+
+static int
+check_callback(LoopObject *loop, PyObject *callback, const char *method)
+{
+    int coro = PyCoro_CheckExact(callback)
+               || is_plain_coroutine_function(callback);
+    if (!coro && loop->debug) {
+        PyObject *res = PyObject_CallOneArg(
+            asyncloop_state.iscoroutinefunction, callback);
+        if (res == NULL) {
+            return -1;
+        }
+        coro = PyObject_IsTrue(res);
+        Py_DECREF(res);
+        if (coro < 0) {
+            return -1;
+        }
+    }
+    if (coro) {
+        PyErr_Format(PyExc_TypeError,
+                     "coroutines cannot be used with %s()", method);
+        return -1;
+    }
+    if (!PyCallable_Check(callback)) {
+        PyErr_Format(PyExc_TypeError,
+                     "a callable object was expected by %s(), got %R",
+                     method, callback);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the ready queue ---------------------------------------------------- */
+
+/* Takes a new reference to h. */
+int
+loop_append_ready(LoopObject *loop, HandleObject *h)
+{
+    if (loop->ready_len == loop->ready_cap) {
+        Py_ssize_t cap = loop->ready_cap ? loop->ready_cap * 2 : 256;
+        HandleObject **ring = PyMem_Malloc(cap * sizeof(HandleObject *));
+        if (ring == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < loop->ready_len; i++) {
+            ring[i] = loop->ready[(loop->ready_head + i) % loop->ready_cap];
+        }
+        PyMem_Free(loop->ready);
+        loop->ready = ring;
+        loop->ready_cap = cap;
+        loop->ready_head = 0;
+    }
+    Py_ssize_t tail = (loop->ready_head + loop->ready_len) % loop->ready_cap;
+    loop->ready[tail] = (HandleObject *)Py_NewRef(h);
+    loop->ready_len++;
+    return 0;
+}
+
+/* Returns the strong reference the queue held. */
+static HandleObject *
+ready_pop(LoopObject *loop)
+{
+    HandleObject *h = loop->ready[loop->ready_head];
+    loop->ready_head = (loop->ready_head + 1) % loop->ready_cap;
+    loop->ready_len--;
+    return h;
+}
+
+static void
+ready_clear(LoopObject *loop)
+{
+    /* Drop the queue before the references: a finalizer may call
+       call_soon() again. */
+    while (loop->ready_len > 0) {
+        Py_DECREF(ready_pop(loop));
+    }
+}
+
+HandleObject *
+loop_call_soon(LoopObject *loop, PyObject *callback, PyObject *args,
+               PyObject *context)
+{
+    HandleObject *h = handle_new(&Handle_Type, loop, callback, args, context);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (loop_append_ready(loop, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* ---- resources ---------------------------------------------------------- */
+
+void
+loop_link_resource(LoopObject *loop, Resource *res)
+{
+    res->next = loop->resources.next;
+    res->prev = &loop->resources;
+    loop->resources.next->prev = res;
+    loop->resources.next = res;
+}
+
+void
+loop_unlink_resource(Resource *res)
+{
+    if (res->next != NULL) {
+        res->prev->next = res->next;
+        res->next->prev = res->prev;
+        res->next = res->prev = NULL;
+    }
+}
+
+void
+loop_set_pending_error(LoopObject *loop)
+{
+    if (loop->pending_error == NULL) {
+        loop->pending_error = err_fetch();
+    }
+    else {
+        PyErr_Clear();
+    }
+    uv_stop(&loop->uv);
+}
+
+/* ---- waiting for events ------------------------------------------------- */
+
+static int
+raise_pending_error(LoopObject *loop)
+{
+    if (loop->pending_error != NULL) {
+        PyObject *exc = loop->pending_error;
+        loop->pending_error = NULL;
+        err_restore(exc);
+        return -1;
+    }
+    return 0;
+}
+
+/* Waits up to timeout seconds (forever when negative) for libuv to have
+   events, with the GIL released, then lets libuv dispatch them with the
+   GIL held: one release per iteration rather than one per callback. */
+static int
+loop_poll(LoopObject *loop, double timeout)
+{
+    int alive = uv_loop_alive(&loop->uv);
+    if (alive) {
+        int uv_ms = uv_backend_timeout(&loop->uv);
+        if (uv_ms >= 0 && (timeout < 0 || uv_ms < timeout * 1e3)) {
+            timeout = uv_ms / 1e3;
+        }
+    }
+    if (timeout != 0) {
+        struct pollfd pfd = {uv_backend_fd(&loop->uv), POLLIN, 0};
+        struct timespec ts, *tsp = NULL;
+        if (timeout > 0) {
+            ts.tv_sec = (time_t)timeout;
+            ts.tv_nsec = (long)((timeout - (double)ts.tv_sec) * 1e9);
+            tsp = &ts;
+        }
+        int rc, err;
+        loop->polling = 1;
+        Py_BEGIN_ALLOW_THREADS
+        rc = ppoll(&pfd, 1, tsp, NULL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        loop->polling = 0;
+        if (rc < 0 && err == EINTR) {
+            /* Run the Python-level signal handlers now, e.g. the SIGINT
+               handler of asyncio.Runner, or raise KeyboardInterrupt. */
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+        }
+        if (rc == 0) {
+            return 0;
+        }
+        alive = 1;
+    }
+    if (alive) {
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+    }
+    return raise_pending_error(loop);
+}
+
+/* ---- the iteration ------------------------------------------------------ */
+
+static int
+log_slow_callback(LoopObject *loop, HandleObject *h, PyObject *callback,
+                  double dt)
+{
+    PyObject *what = NULL;
+    PyObject *owner = PyObject_GetAttrString(callback, "__self__");
+    if (owner == NULL) {
+        PyErr_Clear();
+    }
+    else if (PyObject_TypeCheck(owner, (PyTypeObject *)asyncloop_state.Task)) {
+        what = PyObject_Repr(owner);
+    }
+    Py_XDECREF(owner);
+    if (what == NULL) {
+        what = PyObject_Str((PyObject *)h);
+        if (what == NULL) {
+            return -1;
+        }
+    }
+    PyObject *res = PyObject_CallMethod(
+        asyncloop_state.logger, "warning", "sOd",
+        "Executing %s took %.3f seconds", what, dt);
+    Py_DECREF(what);
+    Py_XDECREF(res);
+    return res == NULL ? -1 : 0;
+}
+
+static int
+run_handle_debug(LoopObject *loop, HandleObject *h)
+{
+    PyObject *callback = Py_NewRef(h->callback);
+    Py_XSETREF(loop->current_handle, Py_NewRef(h));
+    double t0 = loop_now();
+    int rc = handle_run(h);
+    double dt = loop_now() - t0;
+    Py_CLEAR(loop->current_handle);
+    if (rc == 0 && dt >= loop->slow_callback_duration) {
+        rc = log_slow_callback(loop, h, callback, dt);
+    }
+    Py_DECREF(callback);
+    return rc;
+}
+
+static int
+loop_run_once(LoopObject *loop)
+{
+    if (loop_check_forked(loop) < 0) {
+        return -1;
+    }
+    timers_drop_cancelled(&loop->timers);
+
+    double timeout = -1.0;
+    if (loop->ready_len > 0 || loop->stopping) {
+        timeout = 0.0;
+    }
+    else if (loop->timers.len > 0) {
+        timeout = loop->timers.items[0]->when - loop_now();
+        timeout = timeout < 0 ? 0.0 : fmin(timeout, MAXIMUM_WAIT);
+    }
+    if (loop_poll(loop, timeout) < 0) {
+        return -1;
+    }
+
+    /* Timers due within the clock's resolution run in this iteration. */
+    double end_time = loop_now() + loop->clock_resolution;
+    while (loop->timers.len > 0 && loop->timers.items[0]->when < end_time) {
+        HandleObject *h = timers_pop(&loop->timers);
+        int rc = h->cancelled ? 0 : loop_append_ready(loop, h);
+        Py_DECREF(h);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+
+    /* Only what is ready now: callbacks scheduled by these callbacks run
+       in the next iteration, after the next poll. */
+    Py_ssize_t ntodo = loop->ready_len;
+    for (Py_ssize_t i = 0; i < ntodo && loop->ready_len > 0; i++) {
+        HandleObject *h = ready_pop(loop);
+        int rc = 0;
+        if (!h->cancelled) {
+            rc = loop->debug ? run_handle_debug(loop, h) : handle_run(h);
+        }
+        Py_DECREF(h);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+loop_run_forever_c(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    if (loop_check_closed(loop) < 0 || loop_check_forked(loop) < 0) {
+        return NULL;
+    }
+    if (loop->running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "This event loop is already running");
+        return NULL;
+    }
+    loop->running = 1;
+    loop->thread_id = PyThread_get_thread_ident();
+    int rc = 0;
+    while (rc == 0) {
+        rc = loop_run_once(loop);
+        if (loop->stopping) {
+            break;
+        }
+    }
+    loop->stopping = 0;
+    loop->running = 0;
+    loop->thread_id = 0;
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- scheduling methods ------------------------------------------------- */
+
+/* Parses the keyword-only context= of call_soon and friends. */
+static int
+parse_context(const char *method, PyObject *const *kwvalues,
+              PyObject *kwnames, PyObject **context)
+{
+    *context = NULL;
+    if (kwnames == NULL) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (!PyUnicode_Check(name)
+            || PyUnicode_Compare(name, asyncloop_state.str_context) != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%S'",
+                         method, name);
+            return -1;
+        }
+        *context = kwvalues[i];
+    }
+    if (*context == Py_None) {
+        *context = NULL;
+    }
+    return 0;
+}
+
+/* The common tail of call_soon/call_later/call_at: validates the callback
+   and builds the handle (not yet scheduled). */
+static HandleObject *
+make_handle(LoopObject *loop, PyTypeObject *type, const char *method,
+            PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+            int thread_check)
+{
+    PyObject *context;
+    if (parse_context(method, args + nargs, kwnames, &context) < 0) {
+        return NULL;
+    }
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing 1 required positional argument: "
+                     "'callback'", method);
+        return NULL;
+    }
+    if (loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    if (thread_check && loop->debug && check_thread(loop) < 0) {
+        return NULL;
+    }
+    if (check_callback(loop, args[0], method) < 0) {
+        return NULL;
+    }
+    PyObject *cbargs = PyTuple_New(nargs - 1);
+    if (cbargs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(cbargs, i - 1, Py_NewRef(args[i]));
+    }
+    HandleObject *h = handle_new(type, loop, args[0], cbargs, context);
+    Py_DECREF(cbargs);
+    return h;
+}
+
+static PyObject *
+loop_py_call_soon(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    HandleObject *h = make_handle(loop, &Handle_Type, "call_soon", args,
+                                  nargs, kwnames, 1);
+    if (h != NULL && loop_append_ready(loop, h) < 0) {
+        Py_CLEAR(h);
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+loop_py_call_soon_threadsafe(LoopObject *loop, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames)
+{
+    HandleObject *h = make_handle(loop, &Handle_Type, "call_soon_threadsafe",
+                                  args, nargs, kwnames, 0);
+    if (h == NULL) {
+        return NULL;
+    }
+    if (loop_append_ready(loop, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    /* Both this check and the loop's decision to wait happen with the GIL
+       held, so a loop that is not polling yet will see the new handle. */
+    if (loop->polling) {
+        uv_async_send(&loop->wakeup);
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+schedule_timer(LoopObject *loop, double when, const char *method,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    HandleObject *h = make_handle(loop, &TimerHandle_Type, method, args,
+                                  nargs, kwnames, 1);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->when = when;
+    if (timers_push(&loop->timers, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+loop_py_call_later(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_later() missing 2 required positional "
+                        "arguments: 'delay' and 'callback'");
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return NULL;
+    }
+    double delay = PyFloat_AsDouble(args[0]);
+    if (delay == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_timer(loop, loop_now() + delay, "call_later", args + 1,
+                          nargs - 1, kwnames);
+}
+
+static PyObject *
+loop_py_call_at(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_at() missing 2 required positional "
+                        "arguments: 'when' and 'callback'");
+        return NULL;
+    }
+    if (args[0] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(args[0]);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_timer(loop, when, "call_at", args + 1, nargs - 1,
+                          kwnames);
+}
+
+static PyObject *
+loop_py_time(LoopObject *Py_UNUSED(loop), PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(loop_now());
+}
+
+static PyObject *
+loop_py_create_future(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *stack[1] = {(PyObject *)loop};
+    return PyObject_Vectorcall(asyncloop_state.Future, stack, 0,
+                               asyncloop_state.kwnames_loop);
+}
+
+/* create_task without a task factory: Task(coro, loop=self, **kwargs). */
+static PyObject *
+create_task_direct(LoopObject *loop, PyObject *coro, PyObject *const *kwvalues,
+                   PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nkw == 0) {
+        PyObject *stack[2] = {coro, (PyObject *)loop};
+        return PyObject_Vectorcall(asyncloop_state.Task, stack, 1,
+                                   asyncloop_state.kwnames_loop);
+    }
+    PyObject *names = PySequence_Concat(asyncloop_state.kwnames_loop, kwnames);
+    PyObject **stack = PyMem_Malloc((nkw + 2) * sizeof(PyObject *));
+    PyObject *task = NULL;
+    if (names != NULL && stack != NULL) {
+        stack[0] = coro;
+        stack[1] = (PyObject *)loop;
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            stack[i + 2] = kwvalues[i];
+        }
+        task = PyObject_Vectorcall(asyncloop_state.Task, stack, 1, names);
+    }
+    else if (stack == NULL) {
+        PyErr_NoMemory();
+    }
+    PyMem_Free(stack);
+    Py_XDECREF(names);
+    return task;
+}
+
+/* create_task with a task factory, as asyncio: factory(loop, coro) when no
+   context is given, factory(loop, coro, context=...) otherwise, then the
+   name is set on the result. */
+static PyObject *
+create_task_factory(LoopObject *loop, PyObject *coro, PyObject *kwargs)
+{
+    PyObject *name = NULL, *context = NULL, *task = NULL;
+    if (kwargs != NULL) {
+        name = PyDict_GetItemWithError(kwargs, asyncloop_state.str_name);
+        Py_XINCREF(name);
+        if (name != NULL && PyDict_DelItem(kwargs, asyncloop_state.str_name) < 0) {
+            goto done;
+        }
+        context = PyDict_GetItemWithError(kwargs, asyncloop_state.str_context);
+        if (context == Py_None) {
+            if (PyDict_DelItem(kwargs, asyncloop_state.str_context) < 0) {
+                goto done;
+            }
+        }
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+        if (PyDict_GET_SIZE(kwargs) == 0) {
+            Py_CLEAR(kwargs);
+        }
+        else {
+            Py_INCREF(kwargs);
+        }
+    }
+    PyObject *args = PyTuple_Pack(2, (PyObject *)loop, coro);
+    if (args == NULL) {
+        Py_XDECREF(kwargs);
+        goto done;
+    }
+    task = PyObject_Call(loop->task_factory, args, kwargs);
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+    if (task == NULL || name == NULL || name == Py_None) {
+        goto done;
+    }
+    PyObject *res;
+    if (asyncloop_state.set_task_name != NULL) {
+        res = PyObject_CallFunctionObjArgs(asyncloop_state.set_task_name,
+                                           task, name, NULL);
+    }
+    else {
+        res = PyObject_CallMethodOneArg(task, asyncloop_state.str_set_name,
+                                        name);
+    }
+    if (res == NULL) {
+        Py_CLEAR(task);
+    }
+    Py_XDECREF(res);
+done:
+    Py_XDECREF(name);
+    return task;
+}
+
+static PyObject *
+loop_py_create_task(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "create_task() takes exactly one positional argument "
+                     "(%zd given)", nargs);
+        return NULL;
+    }
+    if (loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    if (loop->task_factory == NULL || loop->task_factory == Py_None) {
+        return create_task_direct(loop, args[0], args + 1, kwnames);
+    }
+    PyObject *kwargs = NULL;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        kwargs = PyDict_New();
+        if (kwargs == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i),
+                               args[1 + i]) < 0) {
+                Py_DECREF(kwargs);
+                return NULL;
+            }
+        }
+    }
+    PyObject *task = create_task_factory(loop, args[0], kwargs);
+    Py_XDECREF(kwargs);
+    return task;
+}
+
+static PyObject *
+loop_py_stop(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    loop->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_py_is_running(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(loop->running);
+}
+
+static PyObject *
+loop_py_is_closed(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(loop->closed);
+}
+
+static PyObject *
+loop_py_get_debug(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(loop->debug);
+}
+
+static PyObject *
+loop_py_check_closed(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    if (loop_check_closed(loop) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_py_check_thread(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    if (check_thread(loop) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void
+close_uv(LoopObject *loop)
+{
+    if (!loop->uv_initialized) {
+        return;
+    }
+    loop->uv_initialized = 0;
+    if (loop->fork_generation != asyncloop_fork_generation) {
+        /* In a forked child, closing libuv's handles would edit the epoll
+           set shared with the parent: leave them to the process exit. */
+        return;
+    }
+    poll_close(loop);
+    while (loop->resources.next != &loop->resources) {
+        Resource *res = loop->resources.next;
+        loop_unlink_resource(res);
+        res->close(res);
+    }
+    uv_close((uv_handle_t *)&loop->wakeup, NULL);
+    /* Let libuv call the close callbacks, which drop the references the
+       handles held; then nothing of libuv refers to this object. */
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop->uv) != 0) {
+        /* Handles we do not know of are still open: keep the memory
+           rather than free what libuv still points to. */
+        loop->uv_initialized = 1;
+    }
+    PyErr_Clear();
+    Py_CLEAR(loop->pending_error);
+}
+
+static PyObject *
+loop_py_close_c(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    if (loop->running) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot close a running event loop");
+        return NULL;
+    }
+    if (loop->closed) {
+        Py_RETURN_NONE;
+    }
+    loop->closed = 1;
+    ready_clear(loop);
+    timers_clear(&loop->timers);
+    close_uv(loop);
+    Py_RETURN_NONE;
+}
+
+/* ---- the type ----------------------------------------------------------- */
+
+static void
+wakeup_cb(uv_async_t *Py_UNUSED(handle))
+{
+    /* Nothing to do: the waiting is over and the ready queue has work. */
+}
+
+static PyObject *
+loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+         PyObject *Py_UNUSED(kwds))
+{
+    LoopObject *loop = (LoopObject *)type->tp_alloc(type, 0);
+    if (loop == NULL) {
+        return NULL;
+    }
+    loop->resources.next = loop->resources.prev = &loop->resources;
+    loop->poll_epfd = -1;
+    loop->fork_generation = asyncloop_fork_generation;
+    loop->slow_callback_duration = 0.1;
+    loop->clock_resolution = 1e-9;
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC, &res) == 0) {
+        loop->clock_resolution = res.tv_sec + res.tv_nsec * 1e-9;
+    }
+    int err = uv_loop_init(&loop->uv);
+    if (err < 0) {
+        error_from_uv(err);
+        Py_DECREF(loop);
+        return NULL;
+    }
+    loop->uv.data = loop;
+    err = uv_async_init(&loop->uv, &loop->wakeup, wakeup_cb);
+    if (err < 0) {
+        uv_loop_close(&loop->uv);
+        error_from_uv(err);
+        Py_DECREF(loop);
+        return NULL;
+    }
+    /* The wakeup handle alone must not count as work for libuv. */
+    uv_unref((uv_handle_t *)&loop->wakeup);
+    loop->uv_initialized = 1;
+    loop->readers = PyDict_New();
+    loop->writers = PyDict_New();
+    if (loop->readers == NULL || loop->writers == NULL) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    return (PyObject *)loop;
+}
+
+static int
+loop_traverse(LoopObject *loop, visitproc visit, void *arg)
+{
+    for (Py_ssize_t i = 0; i < loop->ready_len; i++) {
+        Py_VISIT(loop->ready[(loop->ready_head + i) % loop->ready_cap]);
+    }
+    if (timers_traverse(&loop->timers, visit, arg) < 0) {
+        return -1;
+    }
+    Py_VISIT(loop->exception_handler);
+    Py_VISIT(loop->task_factory);
+    Py_VISIT(loop->current_handle);
+    Py_VISIT(loop->pending_error);
+    Py_VISIT(loop->readers);
+    Py_VISIT(loop->writers);
+    return 0;
+}
+
+static int
+loop_clear(LoopObject *loop)
+{
+    ready_clear(loop);
+    timers_clear(&loop->timers);
+    Py_CLEAR(loop->exception_handler);
+    Py_CLEAR(loop->task_factory);
+    Py_CLEAR(loop->current_handle);
+    Py_CLEAR(loop->pending_error);
+    if (loop->readers != NULL) {
+        PyDict_Clear(loop->readers);
+    }
+    if (loop->writers != NULL) {
+        PyDict_Clear(loop->writers);
+    }
+    return 0;
+}
+
+static void
+loop_dealloc(LoopObject *loop)
+{
+    PyObject_GC_UnTrack(loop);
+    if (loop->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)loop);
+    }
+    loop->closed = 1;
+    loop_clear(loop);
+    close_uv(loop);
+    if (loop->uv_initialized) {
+        /* libuv still holds pointers into this object: leak it rather
+           than let libuv write into freed memory. */
+        return;
+    }
+    Py_CLEAR(loop->readers);
+    Py_CLEAR(loop->writers);
+    timers_free(&loop->timers);
+    PyMem_Free(loop->ready);
+    Py_TYPE(loop)->tp_free((PyObject *)loop);
+}
+
+static PyObject *
+loop_get_debug_flag(LoopObject *loop, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(loop->debug);
+}
+
+static int
+loop_set_debug_flag(LoopObject *loop, PyObject *value, void *Py_UNUSED(c))
+{
+    int flag = value ? PyObject_IsTrue(value) : 0;
+    if (flag < 0) {
+        return -1;
+    }
+    loop->debug = (char)flag;
+    return 0;
+}
+
+static PyObject *
+loop_get_thread_id(LoopObject *loop, void *Py_UNUSED(closure))
+{
+    if (loop->thread_id == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(loop->thread_id);
+}
+
+static PyObject *
+loop_get_ready_count(LoopObject *loop, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(loop->ready_len);
+}
+
+static PyObject *
+loop_get_timer_count(LoopObject *loop, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(loop->timers.len);
+}
+
+static PyObject *
+loop_get_stopping(LoopObject *loop, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(loop->stopping);
+}
+
+static PyObject *
+loop_get_object(PyObject **slot)
+{
+    return Py_NewRef(*slot ? *slot : Py_None);
+}
+
+static int
+loop_set_object(PyObject **slot, PyObject *value)
+{
+    Py_XSETREF(*slot, value == Py_None ? NULL : Py_XNewRef(value));
+    return 0;
+}
+
+static PyObject *
+loop_get_exception_handler(LoopObject *loop, void *Py_UNUSED(c))
+{
+    return loop_get_object(&loop->exception_handler);
+}
+
+static int
+loop_set_exception_handler(LoopObject *loop, PyObject *v, void *Py_UNUSED(c))
+{
+    return loop_set_object(&loop->exception_handler, v);
+}
+
+static PyObject *
+loop_get_task_factory(LoopObject *loop, void *Py_UNUSED(c))
+{
+    return loop_get_object(&loop->task_factory);
+}
+
+static int
+loop_set_task_factory(LoopObject *loop, PyObject *v, void *Py_UNUSED(c))
+{
+    return loop_set_object(&loop->task_factory, v);
+}
+
+static PyObject *
+loop_get_current_handle(LoopObject *loop, void *Py_UNUSED(c))
+{
+    return loop_get_object(&loop->current_handle);
+}
+
+static PyGetSetDef loop_getset[] = {
+    {"_debug", (getter)loop_get_debug_flag, (setter)loop_set_debug_flag,
+     NULL, NULL},
+    {"_thread_id", (getter)loop_get_thread_id, NULL, NULL, NULL},
+    {"_ready_count", (getter)loop_get_ready_count, NULL,
+     "Number of callbacks in the ready queue.", NULL},
+    {"_timer_count", (getter)loop_get_timer_count, NULL,
+     "Number of timers in the heap, cancelled ones included.", NULL},
+    {"_stopping", (getter)loop_get_stopping, NULL, NULL, NULL},
+    {"_exception_handler", (getter)loop_get_exception_handler,
+     (setter)loop_set_exception_handler, NULL, NULL},
+    {"_task_factory", (getter)loop_get_task_factory,
+     (setter)loop_set_task_factory, NULL, NULL},
+    {"_current_handle", (getter)loop_get_current_handle, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyMemberDef loop_members[] = {
+    {"slow_callback_duration", T_DOUBLE,
+     offsetof(LoopObject, slow_callback_duration), 0,
+     "In debug mode, callbacks that take longer are logged (seconds)."},
+    {"_clock_resolution", T_DOUBLE, offsetof(LoopObject, clock_resolution),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}
+};
+
+#define FASTCALL_KW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef loop_methods[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))loop_py_call_soon, FASTCALL_KW,
+     "call_soon(callback, *args, context=None): run callback soon."},
+    {"call_soon_threadsafe",
+     (PyCFunction)(void (*)(void))loop_py_call_soon_threadsafe, FASTCALL_KW,
+     "Like call_soon(), but safe to call from another thread."},
+    {"call_later", (PyCFunction)(void (*)(void))loop_py_call_later,
+     FASTCALL_KW, "call_later(delay, callback, *args, context=None)"},
+    {"call_at", (PyCFunction)(void (*)(void))loop_py_call_at, FASTCALL_KW,
+     "call_at(when, callback, *args, context=None)"},
+    {"time", (PyCFunction)loop_py_time, METH_NOARGS,
+     "The loop's clock: time.monotonic()."},
+    {"create_future", (PyCFunction)loop_py_create_future, METH_NOARGS,
+     "Create an asyncio.Future attached to the loop."},
+    {"create_task", (PyCFunction)(void (*)(void))loop_py_create_task,
+     FASTCALL_KW, "create_task(coro, *, name=None, context=None)"},
+    {"stop", (PyCFunction)loop_py_stop, METH_NOARGS,
+     "Stop the loop after the current iteration."},
+    {"is_running", (PyCFunction)loop_py_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)loop_py_is_closed, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)loop_py_get_debug, METH_NOARGS, NULL},
+    {"_check_closed", (PyCFunction)loop_py_check_closed, METH_NOARGS, NULL},
+    {"_check_thread", (PyCFunction)loop_py_check_thread, METH_NOARGS, NULL},
+    {"_run_forever_c", (PyCFunction)loop_run_forever_c, METH_NOARGS, NULL},
+    {"_close_c", (PyCFunction)loop_py_close_c, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
+PyTypeObject Loop_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asyncloop._loop.Loop",
+    .tp_doc = "The C core of asyncloop.Loop.",
+    .tp_basicsize = sizeof(LoopObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = loop_new,
+    .tp_dealloc = (destructor)loop_dealloc,
+    .tp_traverse = (traverseproc)loop_traverse,
+    .tp_clear = (inquiry)loop_clear,
+    .tp_weaklistoffset = offsetof(LoopObject, weakreflist),
+    .tp_methods = loop_methods,
+    .tp_getset = loop_getset,
+    .tp_members = loop_members,
+};
+
+/* Lets the other files of the extension add their methods to the Loop type
+   after it is ready, each keeping its own method table. */
+int
+loop_add_methods(PyMethodDef *defs)
+{
+    PyObject *dict = Loop_Type.tp_dict;
+    for (PyMethodDef *def = defs; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod(&Loop_Type, def);
+        if (descr == NULL) {
+            return -1;
+        }
+        int rc = PyDict_SetItemString(dict, def->ml_name, descr);
+        Py_DECREF(descr);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    PyType_Modified(&Loop_Type);
+    return 0;
+}

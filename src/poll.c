@@ -1,0 +1,353 @@
+/* add_reader / add_writer: descriptor watchers.
+
+   The watched descriptors live in an epoll instance of our own, and libuv
+   watches that one descriptor with a single uv_poll_t. libuv's own
+   uv_poll_t per descriptor would make the descriptor non-blocking behind
+   the caller's back, and abort() the process when a descriptor is closed
+   before libuv registers it; here every epoll_ctl() error is ours to turn
+   into an OSError, and a descriptor closed and reused by the caller is
+   registered again rather than silently never reported. */
+#include "asyncloop.h"
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define EVENTS_PER_WAIT 256
+
+/* An int, or an object with fileno(), as selectors accepts. */
+static int
+fileobj_to_fd(PyObject *fileobj)
+{
+    long fd;
+    if (PyLong_Check(fileobj)) {
+        fd = PyLong_AsLong(fileobj);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else {
+        PyObject *res = PyObject_CallMethod(fileobj, "fileno", NULL);
+        if (res == NULL || !PyLong_Check(res)) {
+            if (res == NULL && !PyErr_ExceptionMatches(PyExc_AttributeError)
+                && !PyErr_ExceptionMatches(PyExc_TypeError)
+                && !PyErr_ExceptionMatches(PyExc_ValueError)) {
+                return -1;
+            }
+            Py_XDECREF(res);
+            PyErr_Format(PyExc_ValueError, "Invalid file object: %R",
+                         fileobj);
+            return -1;
+        }
+        fd = PyLong_AsLong(res);
+        Py_DECREF(res);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (fd < 0 || fd > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return -1;
+    }
+    return (int)fd;
+}
+
+static void poll_cb(uv_poll_t *handle, int status, int events);
+
+static int
+ensure_epoll(LoopObject *loop)
+{
+    if (loop->poll_epfd >= 0) {
+        return 0;
+    }
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    int err = uv_poll_init(&loop->uv, &loop->poll_watcher, epfd);
+    if (err < 0) {
+        close(epfd);
+        error_from_uv(err);
+        return -1;
+    }
+    loop->poll_watcher.data = loop;
+    loop->poll_epfd = epfd;
+    loop->poll_watcher_open = 1;
+    return 0;
+}
+
+/* Keeps the uv_poll_t active only while something is watched, so that an
+   idle loop does not ask libuv for events at every iteration. */
+static void
+update_watcher(LoopObject *loop)
+{
+    if (!loop->poll_watcher_open) {
+        return;
+    }
+    if (PyDict_GET_SIZE(loop->readers) + PyDict_GET_SIZE(loop->writers) > 0) {
+        uv_poll_start(&loop->poll_watcher, UV_READABLE, poll_cb);
+    }
+    else {
+        uv_poll_stop(&loop->poll_watcher);
+    }
+}
+
+static int
+current_mask(LoopObject *loop, PyObject *key)
+{
+    int mask = 0;
+    int r = PyDict_Contains(loop->readers, key);
+    int w = PyDict_Contains(loop->writers, key);
+    if (r < 0 || w < 0) {
+        return -1;
+    }
+    if (r) {
+        mask |= EPOLLIN;
+    }
+    if (w) {
+        mask |= EPOLLOUT;
+    }
+    return mask;
+}
+
+/* Tells epoll the events now wanted for fd. */
+static int
+sync_epoll(LoopObject *loop, int fd, int mask)
+{
+    struct epoll_event ev = {0};
+    ev.events = (uint32_t)mask;
+    ev.data.fd = fd;
+    if (mask == 0) {
+        /* Already gone when the caller closed it first: nothing to undo. */
+        epoll_ctl(loop->poll_epfd, EPOLL_CTL_DEL, fd, &ev);
+        return 0;
+    }
+    if (epoll_ctl(loop->poll_epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT
+        && epoll_ctl(loop->poll_epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+        return 0;
+    }
+    PyErr_SetFromErrno(PyExc_OSError);
+    return -1;
+}
+
+static PyObject *
+poll_add(LoopObject *loop, PyObject *dict, const char *method,
+         PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing required arguments 'fd' and 'callback'",
+                     method);
+        return NULL;
+    }
+    int fd = fileobj_to_fd(args[0]);
+    if (fd < 0 || loop_check_closed(loop) < 0 || loop_check_forked(loop) < 0
+        || ensure_epoll(loop) < 0) {
+        return NULL;
+    }
+    PyObject *cbargs = PyTuple_New(nargs - 2);
+    if (cbargs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 2; i < nargs; i++) {
+        PyTuple_SET_ITEM(cbargs, i - 2, Py_NewRef(args[i]));
+    }
+    HandleObject *h = handle_new(&Handle_Type, loop, args[1], cbargs, NULL);
+    Py_DECREF(cbargs);
+    PyObject *key = PyLong_FromLong(fd);
+    if (h == NULL || key == NULL) {
+        goto error;
+    }
+    PyObject *old = PyDict_GetItemWithError(dict, key);
+    if (old == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    Py_XINCREF(old);
+    if (PyDict_SetItem(dict, key, (PyObject *)h) < 0) {
+        Py_XDECREF(old);
+        goto error;
+    }
+    int mask = current_mask(loop, key);
+    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
+        /* Leave the watchers as they were. */
+        PyObject *exc = err_fetch();
+        if (old != NULL) {
+            PyDict_SetItem(dict, key, old);
+        }
+        else {
+            PyDict_DelItem(dict, key);
+        }
+        Py_XDECREF(old);
+        err_restore(exc);
+        goto error;
+    }
+    if (old != NULL) {
+        handle_cancel_internal((HandleObject *)old);
+        Py_DECREF(old);
+    }
+    Py_DECREF(key);
+    update_watcher(loop);
+    return (PyObject *)h;
+error:
+    Py_XDECREF(h);
+    Py_XDECREF(key);
+    return NULL;
+}
+
+static PyObject *
+poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
+{
+    int fd = fileobj_to_fd(fileobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    if (loop->closed || loop->poll_epfd < 0) {
+        Py_RETURN_FALSE;
+    }
+    if (loop_check_forked(loop) < 0) {
+        return NULL;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *old = PyDict_GetItemWithError(dict, key);
+    if (old == NULL) {
+        Py_DECREF(key);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(old);
+    int mask = -1;
+    if (PyDict_DelItem(dict, key) == 0) {
+        mask = current_mask(loop, key);
+    }
+    Py_DECREF(key);
+    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
+        Py_DECREF(old);
+        return NULL;
+    }
+    handle_cancel_internal((HandleObject *)old);
+    Py_DECREF(old);
+    update_watcher(loop);
+    Py_RETURN_TRUE;
+}
+
+/* Queues the handle watching fd in dict, as asyncio's _process_events: a
+   cancelled handle is unregistered instead. */
+static int
+dispatch(LoopObject *loop, PyObject *dict, int fd)
+{
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *h = PyDict_GetItemWithError(dict, key);
+    int rc = 0;
+    if (h == NULL) {
+        rc = PyErr_Occurred() ? -1 : 0;
+    }
+    else if (((HandleObject *)h)->cancelled) {
+        PyObject *res = poll_remove(loop, dict, key);
+        rc = res ? 0 : -1;
+        Py_XDECREF(res);
+    }
+    else {
+        rc = loop_append_ready(loop, (HandleObject *)h);
+    }
+    Py_DECREF(key);
+    return rc;
+}
+
+static void
+poll_cb(uv_poll_t *handle, int Py_UNUSED(status), int Py_UNUSED(events))
+{
+    LoopObject *loop = (LoopObject *)handle->data;
+    struct epoll_event evs[EVENTS_PER_WAIT];
+    int n = epoll_wait(loop->poll_epfd, evs, EVENTS_PER_WAIT, 0);
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        uint32_t ev = evs[i].events;
+        int rc = 0;
+        /* As selectors.EpollSelector: anything but EPOLLOUT counts as
+           readable, anything but EPOLLIN as writable. */
+        if (ev & ~(uint32_t)EPOLLOUT) {
+            rc = dispatch(loop, loop->readers, fd);
+        }
+        if (rc == 0 && (ev & ~(uint32_t)EPOLLIN)) {
+            rc = dispatch(loop, loop->writers, fd);
+        }
+        if (rc < 0) {
+            loop_set_pending_error(loop);
+            return;
+        }
+    }
+}
+
+void
+poll_close(LoopObject *loop)
+{
+    if (loop->readers != NULL) {
+        PyDict_Clear(loop->readers);
+    }
+    if (loop->writers != NULL) {
+        PyDict_Clear(loop->writers);
+    }
+    if (loop->poll_watcher_open) {
+        loop->poll_watcher_open = 0;
+        uv_close((uv_handle_t *)&loop->poll_watcher, NULL);
+    }
+    if (loop->poll_epfd >= 0) {
+        close(loop->poll_epfd);
+        loop->poll_epfd = -1;
+    }
+}
+
+/* ---- Python methods ----------------------------------------------------- */
+
+static PyObject *
+loop_add_reader(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    return poll_add(loop, loop->readers, "add_reader", args, nargs);
+}
+
+static PyObject *
+loop_add_writer(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs)
+{
+    return poll_add(loop, loop->writers, "add_writer", args, nargs);
+}
+
+static PyObject *
+loop_remove_reader(LoopObject *loop, PyObject *fileobj)
+{
+    return poll_remove(loop, loop->readers, fileobj);
+}
+
+static PyObject *
+loop_remove_writer(LoopObject *loop, PyObject *fileobj)
+{
+    return poll_remove(loop, loop->writers, fileobj);
+}
+
+static PyMethodDef poll_methods[] = {
+    {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader,
+     METH_FASTCALL, "Watch fd for reading; returns the Handle."},
+    {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer,
+     METH_FASTCALL, "Watch fd for writing; returns the Handle."},
+    {"_remove_reader", (PyCFunction)loop_remove_reader, METH_O,
+     "Stop watching fd for reading; True if it was watched."},
+    {"_remove_writer", (PyCFunction)loop_remove_writer, METH_O,
+     "Stop watching fd for writing; True if it was watched."},
+    {NULL, NULL, 0, NULL}
+};
+
+int
+poll_init(PyObject *Py_UNUSED(module))
+{
+    return loop_add_methods(poll_methods);
+}

@@ -1,0 +1,49 @@
+"""Tests of test.test_asyncio that cannot pass on a loop other than the stock one.
+
+Only tests that read private attributes or internals of the stock loop
+belong here (``loop._ready``, ``loop._selector``, mocks of BaseEventLoop
+methods, ...): they check how the stock loop is built, not how an asyncio
+loop behaves.  A test that fails for any other reason is a conformance bug
+of the loop and must not be listed.
+
+Keys are test ids without the ``test.test_asyncio.`` prefix; shell-style
+wildcards (fnmatch) cover the C and Python variants of a test class.
+Values are a one-line reason.  ALL applies on every supported Python;
+BY_VERSION adds entries for one (major, minor) version only.
+
+The list does not apply to the stock loop itself (``--loop asyncio``): there
+these internals exist, and every test must simply pass.
+"""
+
+import fnmatch
+
+REFERENCE_LOOP = "asyncio"
+
+ALL = {
+}
+
+BY_VERSION = {
+    (3, 11): {
+    },
+    (3, 12): {
+    },
+    (3, 13): {
+    },
+}
+
+
+def for_run(loop_name, version):
+    """The {pattern: reason} entries that apply to one run."""
+    if loop_name == REFERENCE_LOOP:
+        return {}
+    entries = dict(ALL)
+    entries.update(BY_VERSION.get(tuple(version[:2]), {}))
+    return entries
+
+
+def reason_for(test_id, entries):
+    """The reason `test_id` is expected to fail, or None."""
+    for pattern, reason in entries.items():
+        if fnmatch.fnmatchcase(test_id, pattern):
+            return reason
+    return None
