@@ -23,6 +23,9 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio.log import logger
 
 from . import _loop
+from ._lowlevel import LowLevelMixin
+from ._streams import StreamsMixin
+from ._subprocess import SubprocessMixin
 
 __all__ = ('Loop',)
 
@@ -51,7 +54,8 @@ def _is_debug_mode():
                                   bool(os.environ.get('PYTHONASYNCIODEBUG')))
 
 
-class Loop(_loop.Loop, asyncio.AbstractEventLoop):
+class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, SubprocessMixin,
+           asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 
     def __init__(self):

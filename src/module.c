@@ -117,6 +117,22 @@ add_type(PyObject *module, PyTypeObject *type, const char *name)
     return 0;
 }
 
+/* Each file that adds types or Loop methods has an init function here. */
+static int (*const part_inits[])(PyObject *) = {
+    poll_init,
+};
+
+static int
+init_parts(PyObject *module)
+{
+    for (size_t i = 0; i < sizeof(part_inits) / sizeof(part_inits[0]); i++) {
+        if (part_inits[i](module) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "asyncloop._loop",
@@ -136,7 +152,7 @@ PyInit__loop(void)
         || add_type(module, &Handle_Type, "Handle") < 0
         || add_type(module, &TimerHandle_Type, "TimerHandle") < 0
         || add_type(module, &Loop_Type, "Loop") < 0
-        || poll_init(module) < 0
+        || init_parts(module) < 0
         || register_fork_hook(module) < 0) {
         Py_DECREF(module);
         return NULL;

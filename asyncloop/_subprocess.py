@@ -1,0 +1,5 @@
+"""The Loop methods for subprocesses."""
+
+
+class SubprocessMixin:
+    """Mixed into asyncloop.Loop."""

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Sets up what asyncloop needs on this machine and runs one job:
+#   scripts/dev.sh demo        the demo: asyncio code on asyncloop and on the default loop
+#   scripts/dev.sh test        the whole test suite on every supported Python found
+#   scripts/dev.sh bench       the benchmarks (asyncio vs uvloop vs asyncloop)
+#   scripts/dev.sh sanitize    the test suite against an AddressSanitizer build
+# Installs what is missing: libuv1-dev (apt), a virtual environment per
+# Python version under .venv-X.Y with the test tools, the extension built in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VERSIONS=${ASYNCLOOP_PYTHONS:-"3.11 3.12 3.13"}
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+ensure_system_packages() {
+    local missing=()
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    command -v cc >/dev/null || missing+=(gcc)
+    if ! pkg-config --exists libuv 2>/dev/null; then missing+=(libuv1-dev); fi
+    command -v readelf >/dev/null || missing+=(binutils)
+    [ ${#missing[@]} -eq 0 ] && return
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
+
+# The interpreter for version X.Y: pyenv's, else pythonX.Y on PATH.
+find_python() {
+    local v=$1 p
+    if command -v pyenv >/dev/null; then
+        for p in "$(pyenv root)"/versions/"$v".*/bin/python3; do
+            [ -x "$p" ] && { echo "$p"; return; }
+        done
+    fi
+    command -v "python$v" 2>/dev/null || true
+}
+
+# Creates .venv-X.Y with the test tools and builds the extension in place.
+setup_venv() {
+    local v=$1 py venv="$ROOT/.venv-$1"
+    py=$(find_python "$v")
+    [ -n "$py" ] || return 1
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating $venv with $py"
+        "$py" -m venv "$venv"
+    fi
+    if ! "$venv/bin/python" -c 'import pytest, pytest_timeout, uvloop, setuptools' 2>/dev/null; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+            'setuptools>=61' wheel pytest pytest-timeout uvloop
+    fi
+    log "building asyncloop for Python $v"
+    (cd "$ROOT" && "$venv/bin/python" setup.py -q build_ext --inplace) >&2
+    echo "$venv/bin/python"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+demo)
+    ensure_system_packages
+    py=$(setup_venv 3.11 || setup_venv 3.12 || setup_venv 3.13)
+    exec "$py" demo/demo.py "$@"
+    ;;
+test)
+    ensure_system_packages
+    status=0 ran=0
+    for v in $VERSIONS; do
+        if ! py=$(setup_venv "$v"); then
+            log "Python $v not found: skipped"
+            continue
+        fi
+        ran=$((ran + 1))
+        log "tests on Python $v"
+        "$py" -m pytest "$@" || status=1
+    done
+    if [ "$ran" -eq 0 ]; then
+        log "no Python interpreter found: no test ran"
+        exit 1
+    fi
+    exit $status
+    ;;
+bench)
+    ensure_system_packages
+    py=$(setup_venv 3.11)
+    exec "$py" bench/core.py "$@"
+    ;;
+sanitize)
+    ensure_system_packages
+    exec "$ROOT/scripts/sanitize.sh" "$@"
+    ;;
+*)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
