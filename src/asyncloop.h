@@ -108,6 +108,9 @@ HandleObject *handle_new(PyTypeObject *type, struct LoopObject *loop,
    set, which must stop the loop. */
 int handle_run(HandleObject *h);
 void handle_cancel_internal(HandleObject *h);
+void handle_track(HandleObject *h);
+/* Drops the reference the ready queue or the timer heap held. */
+void handle_release(HandleObject *h);
 
 /* ---- timer heap (timers.c) -------------------------------------------- */
 
@@ -123,6 +126,7 @@ int timers_push(TimerHeap *heap, HandleObject *h);
 HandleObject *timers_pop(TimerHeap *heap);      /* new reference */
 void timers_drop_cancelled(TimerHeap *heap);
 void timers_clear(TimerHeap *heap);
+void timers_track_all(TimerHeap *heap);
 void timers_free(TimerHeap *heap);
 int timers_traverse(TimerHeap *heap, visitproc visit, void *arg);
 

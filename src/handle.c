@@ -49,8 +49,32 @@ handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
             }
         }
     }
-    PyObject_GC_Track(h);
+    /* Not tracked by the garbage collector yet: see handle_track(). */
     return h;
+}
+
+/* A handle that only the ready queue or the timer heap of a running loop
+   refers to cannot be part of garbage, since the running loop is alive;
+   keeping such handles out of the collector's lists spares it from walking
+   every pending callback at each collection. A handle becomes tracked as
+   soon as something else may keep it: when it is queued on a loop that is
+   not running, when the loop stops with it still queued, and when the
+   queue lets go of it while others still hold it (handle_release). */
+void
+handle_track(HandleObject *h)
+{
+    if (!PyObject_GC_IsTracked((PyObject *)h)) {
+        PyObject_GC_Track(h);
+    }
+}
+
+void
+handle_release(HandleObject *h)
+{
+    if (Py_REFCNT(h) > 1) {
+        handle_track(h);
+    }
+    Py_DECREF(h);
 }
 
 static int

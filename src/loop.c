@@ -125,6 +125,9 @@ loop_append_ready(LoopObject *loop, HandleObject *h)
         loop->ready_cap = cap;
         loop->ready_head = 0;
     }
+    if (!loop->running) {
+        handle_track(h);
+    }
     Py_ssize_t tail = (loop->ready_head + loop->ready_len) % loop->ready_cap;
     loop->ready[tail] = (HandleObject *)Py_NewRef(h);
     loop->ready_len++;
@@ -147,7 +150,7 @@ ready_clear(LoopObject *loop)
     /* Drop the queue before the references: a finalizer may call
        call_soon() again. */
     while (loop->ready_len > 0) {
-        Py_DECREF(ready_pop(loop));
+        handle_release(ready_pop(loop));
     }
 }
 
@@ -197,6 +200,17 @@ loop_set_pending_error(LoopObject *loop)
         PyErr_Clear();
     }
     uv_stop(&loop->uv);
+}
+
+/* Once the loop stops, what is still queued may outlive it in garbage:
+   the collector must see it (see handle_track()). */
+static void
+track_pending(LoopObject *loop)
+{
+    for (Py_ssize_t i = 0; i < loop->ready_len; i++) {
+        handle_track(loop->ready[(loop->ready_head + i) % loop->ready_cap]);
+    }
+    timers_track_all(&loop->timers);
 }
 
 /* ---- waiting for events ------------------------------------------------- */
@@ -328,8 +342,13 @@ loop_run_once(LoopObject *loop)
     double end_time = loop_now() + loop->clock_resolution;
     while (loop->timers.len > 0 && loop->timers.items[0]->when < end_time) {
         HandleObject *h = timers_pop(&loop->timers);
-        int rc = h->cancelled ? 0 : loop_append_ready(loop, h);
-        Py_DECREF(h);
+        if (h->cancelled) {
+            handle_release(h);
+            continue;
+        }
+        int rc = loop_append_ready(loop, h);
+        /* The ready queue holds it now (or it failed): as for a pop. */
+        handle_release(h);
         if (rc < 0) {
             return -1;
         }
@@ -344,7 +363,7 @@ loop_run_once(LoopObject *loop)
         if (!h->cancelled) {
             rc = loop->debug ? run_handle_debug(loop, h) : handle_run(h);
         }
-        Py_DECREF(h);
+        handle_release(h);
         if (rc < 0) {
             return -1;
         }
@@ -375,6 +394,7 @@ loop_run_forever_c(LoopObject *loop, PyObject *Py_UNUSED(ignored))
     loop->stopping = 0;
     loop->running = 0;
     loop->thread_id = 0;
+    track_pending(loop);
     if (rc < 0) {
         return NULL;
     }

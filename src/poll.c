@@ -161,6 +161,7 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
     if (h == NULL || key == NULL) {
         goto error;
     }
+    handle_track(h);
     PyObject *old = PyDict_GetItemWithError(dict, key);
     if (old == NULL && PyErr_Occurred()) {
         goto error;

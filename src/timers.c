@@ -65,6 +65,9 @@ timers_push(TimerHeap *heap, HandleObject *h)
         heap->items = items;
         heap->cap = cap;
     }
+    if (!h->loop->running) {
+        handle_track(h);
+    }
     h->seq = heap->next_seq++;
     h->scheduled = 1;
     heap->items[heap->len] = (HandleObject *)Py_NewRef(h);
@@ -101,7 +104,7 @@ timers_drop_cancelled(TimerHeap *heap)
             HandleObject *h = heap->items[i];
             if (h->cancelled) {
                 h->scheduled = 0;
-                Py_DECREF(h);
+                handle_release(h);
             }
             else {
                 heap->items[kept++] = h;
@@ -115,7 +118,7 @@ timers_drop_cancelled(TimerHeap *heap)
         return;
     }
     while (heap->len > 0 && heap->items[0]->cancelled) {
-        Py_DECREF(timers_pop(heap));
+        handle_release(timers_pop(heap));
     }
 }
 
@@ -131,7 +134,7 @@ timers_clear(TimerHeap *heap)
         heap->len = heap->cap = heap->cancelled = 0;
         for (Py_ssize_t i = 0; i < len; i++) {
             items[i]->scheduled = 0;
-            Py_DECREF(items[i]);
+            handle_release(items[i]);
         }
         PyMem_Free(items);
     }
@@ -144,6 +147,14 @@ timers_free(TimerHeap *heap)
     PyMem_Free(heap->items);
     heap->items = NULL;
     heap->cap = 0;
+}
+
+void
+timers_track_all(TimerHeap *heap)
+{
+    for (Py_ssize_t i = 0; i < heap->len; i++) {
+        handle_track(heap->items[i]);
+    }
 }
 
 int
