@@ -85,11 +85,12 @@ test)
 bench)
     ensure_system_packages
     py=$(setup_venv 3.11)
-    exec "$py" bench/core.py "$@"
+    exec "$py" bench/run.py "$@"
     ;;
 sanitize)
     ensure_system_packages
-    exec "$ROOT/scripts/sanitize.sh" "$@"
+    py=$(setup_venv 3.11)
+    PYTHON=$py exec "$ROOT/scripts/sanitize.sh" "$@"
     ;;
 *)
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'

@@ -347,8 +347,13 @@ loop_run_once(LoopObject *loop)
             continue;
         }
         int rc = loop_append_ready(loop, h);
-        /* The ready queue holds it now (or it failed): as for a pop. */
-        handle_release(h);
+        /* The ready queue holds it now; its pop will decide on tracking. */
+        if (rc == 0) {
+            Py_DECREF(h);
+        }
+        else {
+            handle_release(h);
+        }
         if (rc < 0) {
             return -1;
         }
