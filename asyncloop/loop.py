@@ -24,6 +24,7 @@ from asyncio.log import logger
 
 from . import _loop
 from ._lowlevel import LowLevelMixin
+from ._pipes import PipesMixin
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
 
@@ -54,8 +55,8 @@ def _is_debug_mode():
                                   bool(os.environ.get('PYTHONASYNCIODEBUG')))
 
 
-class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, SubprocessMixin,
-           asyncio.AbstractEventLoop):
+class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
+           SubprocessMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 
     def __init__(self):
