@@ -78,15 +78,23 @@ extern unsigned long asyncloop_fork_generation;
 
 struct LoopObject;
 
+/* Handle and TimerHandle subclass asyncio.Handle and asyncio.TimerHandle,
+   as the documentation of call_soon promises an asyncio.Handle. The
+   instance layout of those Python classes (their __slots__) comes first;
+   asyncloop never uses those slots: its own fields follow, and attributes
+   of the same names are served from them. module init checks that the
+   room reserved here is enough for the running interpreter's classes. */
+#define ASYNCIO_HANDLE_SLOTS 10
+
 typedef struct HandleObject {
     PyObject_HEAD
+    PyObject *asyncio_slots[ASYNCIO_HANDLE_SLOTS];
     PyObject *callback;          /* NULL once cancelled */
     PyObject *args;              /* tuple; NULL once cancelled */
     PyObject *context;           /* contextvars.Context */
     struct LoopObject *loop;
     PyObject *source_traceback;  /* list in debug mode, else NULL */
     PyObject *saved_repr;        /* repr kept at cancel() in debug mode */
-    PyObject *weakreflist;
     char cancelled;
     /* TimerHandle only */
     char scheduled;              /* sits in the loop's timer heap */
@@ -94,11 +102,13 @@ typedef struct HandleObject {
     uint64_t seq;                /* scheduling order among equal deadlines */
 } HandleObject;
 
-extern PyTypeObject Handle_Type;
-extern PyTypeObject TimerHandle_Type;
+extern PyTypeObject *Handle_Type;
+extern PyTypeObject *TimerHandle_Type;
 
-#define Handle_IsTimer(h) (Py_TYPE(h) == &TimerHandle_Type || \
-                           PyType_IsSubtype(Py_TYPE(h), &TimerHandle_Type))
+#define Handle_IsTimer(h) (Py_TYPE(h) == TimerHandle_Type || \
+                           PyType_IsSubtype(Py_TYPE(h), TimerHandle_Type))
+
+int handle_init_types(PyObject *module);
 
 HandleObject *handle_new(PyTypeObject *type, struct LoopObject *loop,
                          PyObject *callback, PyObject *args,

@@ -13,12 +13,14 @@ handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     if (h == NULL) {
         return NULL;
     }
+    /* asyncio's slots, among them the weak reference list on 3.11. */
+    memset(h->asyncio_slots, 0, sizeof(h->asyncio_slots));
     if (context == NULL || context == Py_None) {
         context = PyContext_CopyCurrent();
         if (context == NULL) {
             h->callback = h->args = h->context = NULL;
             h->loop = NULL;
-            h->source_traceback = h->saved_repr = h->weakreflist = NULL;
+            h->source_traceback = h->saved_repr = NULL;
             Py_DECREF(h);
             return NULL;
         }
@@ -32,7 +34,6 @@ handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     h->loop = (LoopObject *)Py_NewRef(loop);
     h->source_traceback = NULL;
     h->saved_repr = NULL;
-    h->weakreflist = NULL;
     h->cancelled = 0;
     h->scheduled = 0;
     h->when = 0.0;
@@ -105,11 +106,11 @@ static void
 handle_dealloc(HandleObject *h)
 {
     PyObject_GC_UnTrack(h);
-    if (h->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)h);
-    }
+    PyTypeObject *type = Py_TYPE(h);
+    PyObject_ClearWeakRefs((PyObject *)h);
     handle_clear(h);
-    Py_TYPE(h)->tp_free((PyObject *)h);
+    type->tp_free((PyObject *)h);
+    Py_DECREF(type);
 }
 
 /* ---- running ------------------------------------------------------------ */
@@ -364,6 +365,12 @@ handle_get_source_traceback(HandleObject *h, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+handle_get_context_attr(HandleObject *h, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(h->context ? h->context : Py_None);
+}
+
+static PyObject *
 handle_get_cancelled(HandleObject *h, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(h->cancelled);
@@ -381,40 +388,52 @@ handle_get_scheduled(HandleObject *h, void *Py_UNUSED(closure))
     return PyBool_FromLong(h->scheduled);
 }
 
+/* Shared by Handle and TimerHandle. */
+#define HANDLE_METHODS \
+    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS, \
+     "Return True if the callback was cancelled."}, \
+    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS, \
+     "Return the contextvars.Context the callback runs in."}, \
+    {"_run", (PyCFunction)handle_py_run, METH_NOARGS, NULL},
+
+#define HANDLE_GETSET \
+    {"_callback", (getter)handle_get_callback, NULL, NULL, NULL}, \
+    {"_args", (getter)handle_get_args, NULL, NULL, NULL}, \
+    {"_loop", (getter)handle_get_loop, NULL, NULL, NULL}, \
+    {"_source_traceback", (getter)handle_get_source_traceback, NULL, NULL, \
+     NULL}, \
+    {"_cancelled", (getter)handle_get_cancelled, NULL, NULL, NULL}, \
+    {"_context", (getter)handle_get_context_attr, NULL, NULL, NULL},
+
 static PyMethodDef handle_methods[] = {
     {"cancel", (PyCFunction)handle_cancel, METH_NOARGS,
      "Cancel the callback. A cancelled callback is not run."},
-    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS,
-     "Return True if the callback was cancelled."},
-    {"get_context", (PyCFunction)handle_get_context, METH_NOARGS,
-     "Return the contextvars.Context the callback runs in."},
-    {"_run", (PyCFunction)handle_py_run, METH_NOARGS, NULL},
+    HANDLE_METHODS
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef handle_getset[] = {
-    {"_callback", (getter)handle_get_callback, NULL, NULL, NULL},
-    {"_args", (getter)handle_get_args, NULL, NULL, NULL},
-    {"_loop", (getter)handle_get_loop, NULL, NULL, NULL},
-    {"_source_traceback", (getter)handle_get_source_traceback, NULL, NULL,
-     NULL},
-    {"_cancelled", (getter)handle_get_cancelled, NULL, NULL, NULL},
+    HANDLE_GETSET
     {NULL, NULL, NULL, NULL, NULL}
 };
 
-PyTypeObject Handle_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "asyncloop.Handle",
-    .tp_doc = "A callback scheduled with call_soon().",
-    .tp_basicsize = sizeof(HandleObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_dealloc = (destructor)handle_dealloc,
-    .tp_traverse = (traverseproc)handle_traverse,
-    .tp_clear = (inquiry)handle_clear,
-    .tp_repr = (reprfunc)handle_repr,
-    .tp_weaklistoffset = offsetof(HandleObject, weakreflist),
-    .tp_methods = handle_methods,
-    .tp_getset = handle_getset,
+static PyType_Slot handle_slots[] = {
+    {Py_tp_doc, "A callback scheduled with call_soon()."},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_repr, handle_repr},
+    {Py_tp_methods, handle_methods},
+    {Py_tp_getset, handle_getset},
+    {0, NULL}
+};
+
+static PyType_Spec handle_spec = {
+    .name = "asyncloop.Handle",
+    .basicsize = sizeof(HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = handle_slots,
 };
 
 /* ---- TimerHandle ------------------------------------------------------- */
@@ -472,32 +491,107 @@ timer_richcompare(HandleObject *a, PyObject *other, int op)
     }
 }
 
+/* asyncloop.TimerHandle cannot derive from both asyncloop.Handle and
+   asyncio.TimerHandle (their layouts differ), so it lists the methods of
+   Handle again. */
 static PyMethodDef timer_methods[] = {
     {"cancel", (PyCFunction)timer_cancel, METH_NOARGS,
      "Cancel the timer. A cancelled timer is not run."},
     {"when", (PyCFunction)handle_when, METH_NOARGS,
      "Return the scheduled time as a float, in loop.time() seconds."},
+    HANDLE_METHODS
     {NULL, NULL, 0, NULL}
 };
 
 static PyGetSetDef timer_getset[] = {
     {"_when", (getter)handle_get_when, NULL, NULL, NULL},
     {"_scheduled", (getter)handle_get_scheduled, NULL, NULL, NULL},
+    HANDLE_GETSET
     {NULL, NULL, NULL, NULL, NULL}
 };
 
-PyTypeObject TimerHandle_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "asyncloop.TimerHandle",
-    .tp_doc = "A callback scheduled with call_later() or call_at().",
-    .tp_basicsize = sizeof(HandleObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_base = &Handle_Type,
-    .tp_dealloc = (destructor)handle_dealloc,
-    .tp_traverse = (traverseproc)handle_traverse,
-    .tp_clear = (inquiry)handle_clear,
-    .tp_hash = (hashfunc)timer_hash,
-    .tp_richcompare = (richcmpfunc)timer_richcompare,
-    .tp_methods = timer_methods,
-    .tp_getset = timer_getset,
+static PyType_Slot timer_slots[] = {
+    {Py_tp_doc, "A callback scheduled with call_later() or call_at()."},
+    {Py_tp_dealloc, handle_dealloc},
+    {Py_tp_traverse, handle_traverse},
+    {Py_tp_clear, handle_clear},
+    {Py_tp_repr, handle_repr},
+    {Py_tp_hash, timer_hash},
+    {Py_tp_richcompare, timer_richcompare},
+    {Py_tp_methods, timer_methods},
+    {Py_tp_getset, timer_getset},
+    {0, NULL}
 };
+
+static PyType_Spec timer_spec = {
+    .name = "asyncloop.TimerHandle",
+    .basicsize = sizeof(HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = timer_slots,
+};
+
+PyTypeObject *Handle_Type;
+PyTypeObject *TimerHandle_Type;
+
+/* Creates the two types as subclasses of asyncio's, bases first. */
+static PyTypeObject *
+make_subclass(PyObject *module, PyType_Spec *spec, PyObject *bases,
+              PyObject *asyncio_base)
+{
+    PyTypeObject *base = (PyTypeObject *)asyncio_base;
+    if (base->tp_basicsize > (Py_ssize_t)offsetof(HandleObject, callback)
+        || base->tp_itemsize != 0) {
+        PyErr_Format(PyExc_ImportError,
+                     "asyncloop: %s of this Python has a layout of %zd bytes, "
+                     "more than the %zd reserved", base->tp_name,
+                     base->tp_basicsize, offsetof(HandleObject, callback));
+        return NULL;
+    }
+    return (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, bases);
+}
+
+int
+handle_init_types(PyObject *module)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return -1;
+    }
+    PyObject *handle = PyObject_GetAttrString(asyncio, "Handle");
+    PyObject *timer = PyObject_GetAttrString(asyncio, "TimerHandle");
+    Py_DECREF(asyncio);
+    PyObject *bases = NULL;
+    int rc = -1;
+    if (handle == NULL || timer == NULL) {
+        goto done;
+    }
+    bases = PyTuple_Pack(1, handle);
+    if (bases == NULL) {
+        goto done;
+    }
+    Handle_Type = make_subclass(module, &handle_spec, bases, handle);
+    Py_CLEAR(bases);
+    if (Handle_Type == NULL) {
+        goto done;
+    }
+    bases = PyTuple_Pack(1, timer);
+    if (bases == NULL) {
+        goto done;
+    }
+    TimerHandle_Type = make_subclass(module, &timer_spec, bases, timer);
+    if (TimerHandle_Type == NULL) {
+        goto done;
+    }
+    if (PyModule_AddObjectRef(module, "Handle", (PyObject *)Handle_Type) < 0
+        || PyModule_AddObjectRef(module, "TimerHandle",
+                                 (PyObject *)TimerHandle_Type) < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(handle);
+    Py_XDECREF(timer);
+    Py_XDECREF(bases);
+    return rc;
+}

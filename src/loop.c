@@ -158,7 +158,7 @@ HandleObject *
 loop_call_soon(LoopObject *loop, PyObject *callback, PyObject *args,
                PyObject *context)
 {
-    HandleObject *h = handle_new(&Handle_Type, loop, callback, args, context);
+    HandleObject *h = handle_new(Handle_Type, loop, callback, args, context);
     if (h == NULL) {
         return NULL;
     }
@@ -476,7 +476,7 @@ static PyObject *
 loop_py_call_soon(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames)
 {
-    HandleObject *h = make_handle(loop, &Handle_Type, "call_soon", args,
+    HandleObject *h = make_handle(loop, Handle_Type, "call_soon", args,
                                   nargs, kwnames, 1);
     if (h != NULL && loop_append_ready(loop, h) < 0) {
         Py_CLEAR(h);
@@ -488,7 +488,7 @@ static PyObject *
 loop_py_call_soon_threadsafe(LoopObject *loop, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames)
 {
-    HandleObject *h = make_handle(loop, &Handle_Type, "call_soon_threadsafe",
+    HandleObject *h = make_handle(loop, Handle_Type, "call_soon_threadsafe",
                                   args, nargs, kwnames, 0);
     if (h == NULL) {
         return NULL;
@@ -509,7 +509,7 @@ static PyObject *
 schedule_timer(LoopObject *loop, double when, const char *method,
                PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    HandleObject *h = make_handle(loop, &TimerHandle_Type, method, args,
+    HandleObject *h = make_handle(loop, TimerHandle_Type, method, args,
                                   nargs, kwnames, 1);
     if (h == NULL) {
         return NULL;

@@ -149,8 +149,7 @@ PyInit__loop(void)
         return NULL;
     }
     if (init_state(&asyncloop_state) < 0
-        || add_type(module, &Handle_Type, "Handle") < 0
-        || add_type(module, &TimerHandle_Type, "TimerHandle") < 0
+        || handle_init_types(module) < 0
         || add_type(module, &Loop_Type, "Loop") < 0
         || init_parts(module) < 0
         || register_fork_hook(module) < 0) {

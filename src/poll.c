@@ -155,7 +155,7 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
     for (Py_ssize_t i = 2; i < nargs; i++) {
         PyTuple_SET_ITEM(cbargs, i - 2, Py_NewRef(args[i]));
     }
-    HandleObject *h = handle_new(&Handle_Type, loop, args[1], cbargs, NULL);
+    HandleObject *h = handle_new(Handle_Type, loop, args[1], cbargs, NULL);
     Py_DECREF(cbargs);
     PyObject *key = PyLong_FromLong(fd);
     if (h == NULL || key == NULL) {
