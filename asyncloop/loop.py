@@ -464,7 +464,7 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
 
     def _call_signal_handler(self, handle):
         self.call_soon(handle._callback, *handle._args,
-                       context=handle.get_context())
+                       context=handle._context)
 
     def _install_wakeup_fd(self):
         """While running in the main thread, signals wake the loop up."""
@@ -486,7 +486,10 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
         if self._wakeup_fd_owned == 'run':
             self._wakeup_fd_owned = False
             try:
-                signal.set_wakeup_fd(self._old_wakeup_fd)
+                current = signal.set_wakeup_fd(self._old_wakeup_fd)
+                if self._csock is None or current != self._csock.fileno():
+                    # Code run by the loop installed its own: keep it.
+                    signal.set_wakeup_fd(current)
             except (ValueError, OSError):
                 pass
 

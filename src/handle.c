@@ -215,6 +215,7 @@ handle_cancel_internal(HandleObject *h)
     if (h->scheduled && h->loop != NULL) {
         h->loop->timers.cancelled++;
     }
+    h->cancelled = 1;
     if (h->loop != NULL && h->loop->debug && h->saved_repr == NULL) {
         /* Like asyncio: keep the repr with the callback, for the log
            messages of debug mode. */
@@ -223,7 +224,6 @@ handle_cancel_internal(HandleObject *h)
             PyErr_Clear();
         }
     }
-    h->cancelled = 1;
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
 }

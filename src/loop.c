@@ -230,9 +230,30 @@ raise_pending_error(LoopObject *loop)
 /* Waits up to timeout seconds (forever when negative) for libuv to have
    events, with the GIL released, then lets libuv dispatch them with the
    GIL held: one release per iteration rather than one per callback. */
+/* libuv adds a new or changed watcher to its epoll set only when it next
+   polls; until then, waiting on its descriptor would not cover it. This
+   reads libuv's queue of such watchers: its first pointer is the queue's
+   next element, which is the queue itself when empty (the same in the
+   void *[2] of libuv 1.44 and the struct uv__queue of later versions). */
+static int
+watchers_pending(uv_loop_t *uv)
+{
+    void **queue = (void **)&uv->watcher_queue;
+    return queue[0] != (void *)queue;
+}
+
 static int
 loop_poll(LoopObject *loop, double timeout)
 {
+    if (timeout != 0 && watchers_pending(&loop->uv)) {
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+        if (raise_pending_error(loop) < 0) {
+            return -1;
+        }
+        if (loop->ready_len > 0) {
+            return 0;
+        }
+    }
     int alive = uv_loop_alive(&loop->uv);
     if (alive) {
         int uv_ms = uv_backend_timeout(&loop->uv);
@@ -836,7 +857,10 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
         Py_DECREF(loop);
         return NULL;
     }
-    /* The wakeup handle alone must not count as work for libuv. */
+    /* One pass while the wakeup handle is active puts its descriptor in
+       libuv's epoll set (see watchers_pending()); after that, the wakeup
+       handle alone must not count as work for libuv. */
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
     uv_unref((uv_handle_t *)&loop->wakeup);
     loop->uv_initialized = 1;
     loop->readers = PyDict_New();
