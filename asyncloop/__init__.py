@@ -35,8 +35,11 @@ def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
         return runner.run(main, **run_kwargs)
 
 
-_BasePolicy = getattr(_asyncio.events, 'BaseDefaultEventLoopPolicy', None) \
-    or _asyncio.events._BaseDefaultEventLoopPolicy
+# The Unix policy of the running Python (with its child watcher methods,
+# which asyncio keeps until 3.14), else the base policy.
+_BasePolicy = (getattr(_asyncio, 'DefaultEventLoopPolicy', None)
+               or getattr(_asyncio.events, 'BaseDefaultEventLoopPolicy', None)
+               or _asyncio.events._BaseDefaultEventLoopPolicy)
 
 
 class EventLoopPolicy(_BasePolicy):

@@ -50,11 +50,6 @@ def _noop_signal_handler(signum, frame):
     is all the loop needs."""
 
 
-def _is_debug_mode():
-    return sys.flags.dev_mode or (not sys.flags.ignore_environment and
-                                  bool(os.environ.get('PYTHONASYNCIODEBUG')))
-
-
 class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
            SubprocessMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
@@ -70,7 +65,7 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
         self._ssock = self._csock = None
         self._wakeup_fd_owned = False
         self._old_wakeup_fd = -1
-        self.set_debug(_is_debug_mode())
+        self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
         return (f'<{self.__class__.__name__} running={self.is_running()} '

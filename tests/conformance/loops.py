@@ -54,9 +54,10 @@ LOOPS = {
 
 
 def load(name):
-    """Import the loop called `name`; ImportError propagates to the caller."""
-    try:
-        make = LOOPS[name]
-    except KeyError:
-        raise ValueError(f"unknown loop {name!r}; known: {', '.join(LOOPS)}")
+    """Import the loop called `name`; ImportError propagates to the caller.
+
+    A name not listed above is taken as a module that follows the same
+    convention as asyncloop and uvloop (new_event_loop, Loop, EventLoopPolicy).
+    """
+    make = LOOPS.get(name) or (lambda: _from_module(name, "Loop"))
     return make()

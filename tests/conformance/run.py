@@ -1,7 +1,7 @@
 """Run CPython's asyncio test suites with a chosen event loop wired in.
 
     python tests/conformance/run.py --loop asyncloop
-    python tests/conformance/run.py --loop asyncio --suites test_tasks,test_locks
+    python tests/conformance/run.py --loop asyncio --suites test_tasks
     python tests/conformance/run.py --loop uvloop --json out.json
 
 Each suite runs in its own interpreter (worker.py) so that a crash or a hang
@@ -14,39 +14,38 @@ import argparse
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.dont_write_bytecode = True  # keep the source tree free of caches
-
-import expected_failures  # noqa: E402
-import report  # noqa: E402
-import suites  # noqa: E402
+import expected_failures
+import report
+import suites
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT_ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "worker.py")
 # A suite that keeps crashing is abandoned after this many restarts.
 MAX_RESTARTS = 25
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="suites: " + ", ".join(suites.SUITES)
-               + "\ndefault: " + ",".join(suites.DEFAULT))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loop", default="asyncloop",
                         help="asyncloop (default), asyncio or uvloop")
     parser.add_argument("--suites", default=",".join(suites.DEFAULT),
-                        help="comma-separated suite names, or 'all'")
+                        help="comma-separated suite names, or 'all' "
+                             "(see --list)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the suites and exit")
     parser.add_argument("--json", metavar="FILE",
                         help="also write every result to FILE")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds a single test may take (default 60)")
+    # Above the 30 s that the suites' own waits allow (support.SHORT_TIMEOUT),
+    # so those report a clean failure first; a real hang costs 40 s.
+    parser.add_argument("--timeout", type=float, default=40.0,
+                        help="seconds a single test may take (default 40)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="suites run in parallel (default: CPU count)")
     parser.add_argument("-k", "--match", action="append", default=[],
@@ -81,6 +80,9 @@ class SuiteRun:
         self.results_path = os.path.join(workdir, f"{name}.jsonl")
         self.exclude_path = os.path.join(workdir, f"{name}.exclude")
         self.log_path = os.path.join(workdir, f"{name}.log")
+        # Tests create scratch files in the current directory (as under
+        # regrtest): give them one of their own, outside the source tree.
+        self.cwd = os.path.join(workdir, f"{name}.cwd")
         self.tests = {}      # test id -> end record, in the order they ended
         self.problems = []   # suite-level trouble: {"detail", "traceback"}
         self.loop_version = None
@@ -92,6 +94,7 @@ class SuiteRun:
         for path in (self.results_path, self.log_path):
             if os.path.exists(path):  # left over in a reused --logs dir
                 os.remove(path)
+        os.makedirs(self.cwd, exist_ok=True)
         for _ in range(MAX_RESTARTS + 1):
             log_start = self._log_size()
             returncode = self._start_worker()
@@ -112,15 +115,14 @@ class SuiteRun:
                    "--timeout", str(self.args.timeout)]
         for pattern in self.args.match:
             command += ["--match", pattern]
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         with open(self.log_path, "ab") as log:
-            return subprocess.run(command, cwd=PROJECT_ROOT, env=env,
+            return subprocess.run(command, cwd=self.cwd,
                                   stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=subprocess.STDOUT).returncode
 
     def _read_attempt(self, returncode, log_start):
         """Take in one worker's records; True if the suite must resume."""
-        running, done = None, False
+        running, done, ended = None, False, 0
         for record in self._new_records():
             event = record.pop("event")
             if event == "ready":
@@ -129,7 +131,7 @@ class SuiteRun:
                 running = record["id"]
             elif event == "end":
                 self.tests[record["id"]] = record
-                running = None
+                running, ended = None, ended + 1
             elif event == "done":
                 done = True
             elif event == "setup_error":
@@ -143,9 +145,11 @@ class SuiteRun:
                               self._log_tail(log_start))
             return False
         if running is None:
+            # In a class or module fixture: resuming skips the classes that
+            # are done, so it helps only if this attempt got anywhere.
             self._problem(f"outside any test: {crash}",
                           self._log_tail(log_start))
-            return False
+            return ended > 0
         self.tests[running] = {
             "id": running, "outcome": "error", "crash": True,
             "on_loop": False, "detail": crash,
@@ -168,11 +172,15 @@ class SuiteRun:
             yield json.loads(line)
 
     def _describe_exit(self, returncode, log_start):
-        if "Timeout (" in self._log_tail(log_start):
-            return f"timed out after {self.args.timeout:g}s (hang)"
-        if returncode < 0:
-            return f"worker killed by {signal.Signals(-returncode).name}"
-        return f"worker exited with status {returncode}"
+        log = self._log_tail(log_start, lines=None)
+        if _WATCHDOG.search(log):
+            what = f"timed out after {self.args.timeout:g}s (hang)"
+        elif returncode < 0:
+            what = f"worker killed by {signal.Signals(-returncode).name}"
+        else:
+            what = f"worker exited with status {returncode}"
+        where = crash_location(log)
+        return f"{what} [{where}]" if where else what
 
     def _log_size(self):
         try:
@@ -184,7 +192,31 @@ class SuiteRun:
         with open(self.log_path, "rb") as f:
             f.seek(start)
             text = f.read().decode("utf-8", "replace")
+        if lines is None:
+            return text
         return "\n".join(text.splitlines()[-lines:])
+
+
+# What faulthandler.dump_traceback_later() prints when a test overruns.
+_WATCHDOG = re.compile(r"^Timeout \(\d+:\d\d:\d\d", re.M)
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
+
+
+def crash_location(log):
+    """file:line in test_asyncio where the main thread was, from faulthandler.
+
+    faulthandler prints one block per thread, innermost frame first; the main
+    thread's block is the one that runs worker.py.
+    """
+    blocks = re.split(r"^(?:Current thread|Thread) 0x", log, flags=re.M)
+    for block in reversed(blocks):
+        frames = list(_FRAME.finditer(block))
+        if not any(m["file"].endswith("worker.py") for m in frames):
+            continue
+        for m in frames:
+            if f"{os.sep}test_asyncio{os.sep}" in m["file"]:
+                return f"{os.path.basename(m['file'])}:{m['line']}"
+    return ""
 
 
 def run_all(args, workdir):
@@ -199,8 +231,18 @@ def run_all(args, workdir):
     return runs
 
 
+def list_suites():
+    for name, suite in suites.SUITES.items():
+        mark = "*" if name in suites.DEFAULT else " "
+        print(f"{mark} {name:<22} {suite.note}".rstrip())
+    print("(* run by default)")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.list:
+        list_suites()
+        return 0
     entries = expected_failures.for_run(args.loop, sys.version_info)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:

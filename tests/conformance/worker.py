@@ -32,9 +32,11 @@ _RANK = ["skip", "pass", "xpass", "xfail", "fail", "error"]
 
 
 def short_id(test_id):
-    """Test ids without the package prefix, as used everywhere in reports."""
-    return test_id[len(TEST_PREFIX):] if test_id.startswith(TEST_PREFIX) \
-        else test_id
+    """Test ids without the package prefix, as used everywhere in reports.
+
+    Fixture errors have ids like "setUpClass (test.test_asyncio.x.Class)".
+    """
+    return test_id.replace(TEST_PREFIX, "")
 
 
 class Sink:
@@ -190,7 +192,7 @@ def parse_args(argv):
     parser.add_argument("--suite", required=True)
     parser.add_argument("--results", required=True)
     parser.add_argument("--exclude", help="file with test ids to skip")
-    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=40.0)
     parser.add_argument("--match", action="append", default=[])
     return parser.parse_args(argv)
 
@@ -214,7 +216,7 @@ def main(argv=None):
     exclude = set()
     if args.exclude:
         with open(args.exclude, encoding="utf-8") as f:
-            exclude = set(f.read().split())
+            exclude = set(f.read().splitlines())
     tests = select_tests(tests, exclude, args.match)
     sink.write(event="ready", loop_version=spec.version)
     result = StreamingResult(sink, args.timeout)
