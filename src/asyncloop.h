@@ -132,6 +132,14 @@ typedef struct {
     uint64_t next_seq;
 } TimerHeap;
 
+/* The deadline the heap orders by: a NaN deadline counts as already due,
+   as the default loop runs such a timer at once. */
+static inline double
+timer_deadline(const HandleObject *h)
+{
+    return h->when == h->when ? h->when : -Py_HUGE_VAL;
+}
+
 int timers_push(TimerHeap *heap, HandleObject *h);
 HandleObject *timers_pop(TimerHeap *heap);      /* new reference */
 void timers_drop_cancelled(TimerHeap *heap);

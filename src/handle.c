@@ -78,9 +78,21 @@ handle_release(HandleObject *h)
     Py_DECREF(h);
 }
 
+/* The index in asyncio_slots of the weak reference list of 3.11's
+   asyncio.Handle, which is not an object reference; -1 when there is none
+   (3.12+ keep it before the object). */
+static int weakref_slot = -1;
+
 static int
 handle_traverse(HandleObject *h, visitproc visit, void *arg)
 {
+    /* Code may still store into asyncio's slots through their descriptors
+       (h._repr = ...): those references are ours to release. */
+    for (int i = 0; i < ASYNCIO_HANDLE_SLOTS; i++) {
+        if (i != weakref_slot) {
+            Py_VISIT(h->asyncio_slots[i]);
+        }
+    }
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
     Py_VISIT(h->context);
@@ -93,6 +105,11 @@ handle_traverse(HandleObject *h, visitproc visit, void *arg)
 static int
 handle_clear(HandleObject *h)
 {
+    for (int i = 0; i < ASYNCIO_HANDLE_SLOTS; i++) {
+        if (i != weakref_slot) {
+            Py_CLEAR(h->asyncio_slots[i]);
+        }
+    }
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
     Py_CLEAR(h->context);
@@ -118,9 +135,11 @@ handle_dealloc(HandleObject *h)
 static PyObject *
 handle_format_callback(HandleObject *h)
 {
+    /* After cancel() both are gone, as in asyncio, which formats None. */
     return PyObject_CallFunctionObjArgs(
-        asyncloop_state.format_callback_source, h->callback,
-        h->args ? h->args : asyncloop_state.empty_tuple, NULL);
+        asyncloop_state.format_callback_source,
+        h->callback ? h->callback : Py_None,
+        h->args ? h->args : Py_None, NULL);
 }
 
 /* An exception of the callback goes to the loop's exception handler, as
@@ -565,6 +584,12 @@ handle_init_types(PyObject *module)
     int rc = -1;
     if (handle == NULL || timer == NULL) {
         goto done;
+    }
+    Py_ssize_t weakref_offset = ((PyTypeObject *)handle)->tp_weaklistoffset;
+    if (weakref_offset > 0) {
+        weakref_slot = (int)((weakref_offset
+                              - offsetof(HandleObject, asyncio_slots))
+                             / sizeof(PyObject *));
     }
     bases = PyTuple_Pack(1, handle);
     if (bases == NULL) {

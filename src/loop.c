@@ -352,7 +352,7 @@ loop_run_once(LoopObject *loop)
         timeout = 0.0;
     }
     else if (loop->timers.len > 0) {
-        timeout = loop->timers.items[0]->when - loop_now();
+        timeout = timer_deadline(loop->timers.items[0]) - loop_now();
         timeout = timeout < 0 ? 0.0 : fmin(timeout, MAXIMUM_WAIT);
     }
     if (loop_poll(loop, timeout) < 0) {
@@ -361,7 +361,8 @@ loop_run_once(LoopObject *loop)
 
     /* Timers due within the clock's resolution run in this iteration. */
     double end_time = loop_now() + loop->clock_resolution;
-    while (loop->timers.len > 0 && loop->timers.items[0]->when < end_time) {
+    while (loop->timers.len > 0
+           && timer_deadline(loop->timers.items[0]) < end_time) {
         HandleObject *h = timers_pop(&loop->timers);
         if (h->cancelled) {
             handle_release(h);

@@ -12,7 +12,8 @@
 static inline int
 timer_before(HandleObject *a, HandleObject *b)
 {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    double wa = timer_deadline(a), wb = timer_deadline(b);
+    return wa < wb || (wa == wb && a->seq < b->seq);
 }
 
 static void
@@ -92,6 +93,40 @@ timers_pop(TimerHeap *heap)
     return top;
 }
 
+/* Removes every cancelled timer and heapifies the rest. The references are
+   dropped only once the heap is whole again: a finalizer they run may
+   schedule timers. */
+static void
+compact(TimerHeap *heap)
+{
+    Py_ssize_t ncancelled = heap->cancelled;
+    HandleObject **dropped = PyMem_Malloc(ncancelled * sizeof(HandleObject *));
+    if (dropped == NULL) {
+        /* Not now, then: the heap stays correct, only larger. */
+        return;
+    }
+    Py_ssize_t kept = 0, ndropped = 0;
+    for (Py_ssize_t i = 0; i < heap->len; i++) {
+        HandleObject *h = heap->items[i];
+        if (h->cancelled && ndropped < ncancelled) {
+            h->scheduled = 0;
+            dropped[ndropped++] = h;
+        }
+        else {
+            heap->items[kept++] = h;
+        }
+    }
+    heap->len = kept;
+    heap->cancelled -= ndropped;
+    for (Py_ssize_t i = kept / 2 - 1; i >= 0; i--) {
+        sift_down(heap->items, kept, i);
+    }
+    for (Py_ssize_t i = 0; i < ndropped; i++) {
+        handle_release(dropped[i]);
+    }
+    PyMem_Free(dropped);
+}
+
 /* Drops cancelled timers: all of them when they are more than half of the
    heap, else those at the top, so the top is always a live timer. */
 void
@@ -99,22 +134,7 @@ timers_drop_cancelled(TimerHeap *heap)
 {
     if (heap->len > MIN_SCHEDULED_FOR_COMPACTION
         && heap->cancelled * 2 > heap->len) {
-        Py_ssize_t kept = 0;
-        for (Py_ssize_t i = 0; i < heap->len; i++) {
-            HandleObject *h = heap->items[i];
-            if (h->cancelled) {
-                h->scheduled = 0;
-                handle_release(h);
-            }
-            else {
-                heap->items[kept++] = h;
-            }
-        }
-        heap->len = kept;
-        heap->cancelled = 0;
-        for (Py_ssize_t i = kept / 2 - 1; i >= 0; i--) {
-            sift_down(heap->items, kept, i);
-        }
+        compact(heap);
         return;
     }
     while (heap->len > 0 && heap->items[0]->cancelled) {
