@@ -387,10 +387,8 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
     def _getaddrinfo_numeric(host, port, family, type, proto, flags):
         if flags & socket.AI_CANONNAME:
             return None
-        if isinstance(port, bytes):
-            port = port.decode('idna')
         if not (port is None or isinstance(port, int)
-                or (isinstance(port, str) and port.isdigit())):
+                or (isinstance(port, (str, bytes)) and port.isdigit())):
             return None
         try:
             return socket.getaddrinfo(

@@ -113,6 +113,14 @@ int handle_init_types(PyObject *module);
 HandleObject *handle_new(PyTypeObject *type, struct LoopObject *loop,
                          PyObject *callback, PyObject *args,
                          PyObject *context);
+/* In debug mode a handle keeps the stack of its creation. asyncio's keeps
+   10 frames from inside its own methods, then drops those of its methods:
+   8 frames of the caller's stack remain for call_soon and call_at, 7 for
+   call_later. handle_new() keeps HANDLE_STACK_DEPTH frames. */
+#define HANDLE_STACK_DEPTH 8
+HandleObject *handle_new_traced(PyTypeObject *type, struct LoopObject *loop,
+                                PyObject *callback, PyObject *args,
+                                PyObject *context, int stack_depth);
 /* Runs the callback in its context. Returns 0, or -1 with
    KeyboardInterrupt/SystemExit (or an error of the exception handler)
    set, which must stop the loop. */

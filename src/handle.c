@@ -9,6 +9,14 @@ HandleObject *
 handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
            PyObject *args, PyObject *context)
 {
+    return handle_new_traced(type, loop, callback, args, context,
+                             HANDLE_STACK_DEPTH);
+}
+
+HandleObject *
+handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
+                  PyObject *args, PyObject *context, int stack_depth)
+{
     HandleObject *h = PyObject_GC_New(HandleObject, type);
     if (h == NULL) {
         return NULL;
@@ -42,8 +50,8 @@ handle_new(PyTypeObject *type, LoopObject *loop, PyObject *callback,
         /* Like asyncio: the stack of the caller of call_soon(). */
         PyObject *frame = (PyObject *)PyEval_GetFrame();
         if (frame != NULL) {
-            h->source_traceback = PyObject_CallOneArg(
-                asyncloop_state.extract_stack, frame);
+            h->source_traceback = PyObject_CallFunction(
+                asyncloop_state.extract_stack, "Oi", frame, stack_depth);
             if (h->source_traceback == NULL) {
                 Py_DECREF(h);
                 return NULL;

@@ -461,7 +461,7 @@ parse_context(const char *method, PyObject *const *kwvalues,
 static HandleObject *
 make_handle(LoopObject *loop, PyTypeObject *type, const char *method,
             PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-            int thread_check)
+            int thread_check, int stack_depth)
 {
     PyObject *context;
     if (parse_context(method, args + nargs, kwnames, &context) < 0) {
@@ -489,7 +489,8 @@ make_handle(LoopObject *loop, PyTypeObject *type, const char *method,
     for (Py_ssize_t i = 1; i < nargs; i++) {
         PyTuple_SET_ITEM(cbargs, i - 1, Py_NewRef(args[i]));
     }
-    HandleObject *h = handle_new(type, loop, args[0], cbargs, context);
+    HandleObject *h = handle_new_traced(type, loop, args[0], cbargs, context,
+                                        stack_depth);
     Py_DECREF(cbargs);
     return h;
 }
@@ -499,7 +500,7 @@ loop_py_call_soon(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames)
 {
     HandleObject *h = make_handle(loop, Handle_Type, "call_soon", args,
-                                  nargs, kwnames, 1);
+                                  nargs, kwnames, 1, HANDLE_STACK_DEPTH);
     if (h != NULL && loop_append_ready(loop, h) < 0) {
         Py_CLEAR(h);
     }
@@ -511,7 +512,8 @@ loop_py_call_soon_threadsafe(LoopObject *loop, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames)
 {
     HandleObject *h = make_handle(loop, Handle_Type, "call_soon_threadsafe",
-                                  args, nargs, kwnames, 0);
+                                  args, nargs, kwnames, 0,
+                                  HANDLE_STACK_DEPTH);
     if (h == NULL) {
         return NULL;
     }
@@ -529,10 +531,11 @@ loop_py_call_soon_threadsafe(LoopObject *loop, PyObject *const *args,
 
 static PyObject *
 schedule_timer(LoopObject *loop, double when, const char *method,
-               PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+               PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+               int stack_depth)
 {
     HandleObject *h = make_handle(loop, TimerHandle_Type, method, args,
-                                  nargs, kwnames, 1);
+                                  nargs, kwnames, 1, stack_depth);
     if (h == NULL) {
         return NULL;
     }
@@ -563,7 +566,7 @@ loop_py_call_later(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     return schedule_timer(loop, loop_now() + delay, "call_later", args + 1,
-                          nargs - 1, kwnames);
+                          nargs - 1, kwnames, HANDLE_STACK_DEPTH - 1);
 }
 
 static PyObject *
@@ -585,7 +588,7 @@ loop_py_call_at(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     return schedule_timer(loop, when, "call_at", args + 1, nargs - 1,
-                          kwnames);
+                          kwnames, HANDLE_STACK_DEPTH);
 }
 
 static PyObject *
