@@ -9,13 +9,15 @@
    registered again rather than silently never reported. */
 #include "asyncloop.h"
 #include <errno.h>
+#include <limits.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #define EVENTS_PER_WAIT 256
 
-/* An int, or an object with fileno(), as selectors accepts. */
-static int
+/* An int, or an object with fileno(), as selectors accepts; the value is
+   checked by the callers, after the loop (as asyncio orders its checks). */
+static long
 fileobj_to_fd(PyObject *fileobj)
 {
     long fd;
@@ -44,11 +46,22 @@ fileobj_to_fd(PyObject *fileobj)
             return -1;
         }
     }
-    if (fd < 0 || fd > INT32_MAX) {
+    return fd;
+}
+
+static int
+check_fd_value(long fd)
+{
+    if (fd < 0) {
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
         return -1;
     }
-    return (int)fd;
+    if (fd > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "file descriptor is greater than maximum");
+        return -1;
+    }
+    return 0;
 }
 
 static void poll_cb(uv_poll_t *handle, int status, int events);
@@ -143,8 +156,9 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
                      method);
         return NULL;
     }
-    int fd = fileobj_to_fd(args[0]);
-    if (fd < 0 || loop_check_closed(loop) < 0 || loop_check_forked(loop) < 0
+    long fd = fileobj_to_fd(args[0]);
+    if ((fd == -1 && PyErr_Occurred()) || loop_check_closed(loop) < 0
+        || check_fd_value(fd) < 0 || loop_check_forked(loop) < 0
         || ensure_epoll(loop) < 0) {
         return NULL;
     }
@@ -172,7 +186,7 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
         goto error;
     }
     int mask = current_mask(loop, key);
-    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
+    if (mask < 0 || sync_epoll(loop, (int)fd, mask) < 0) {
         /* Leave the watchers as they were. */
         PyObject *exc = err_fetch();
         if (old != NULL) {
@@ -201,11 +215,18 @@ error:
 static PyObject *
 poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
 {
-    int fd = fileobj_to_fd(fileobj);
-    if (fd < 0) {
+    long fd = fileobj_to_fd(fileobj);
+    if (fd == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (loop->closed || loop->poll_epfd < 0) {
+    if (loop->closed) {
+        Py_RETURN_FALSE;
+    }
+    if (fd < 0) {
+        check_fd_value(fd);
+        return NULL;
+    }
+    if (fd > INT_MAX || loop->poll_epfd < 0) {
         Py_RETURN_FALSE;
     }
     if (loop_check_forked(loop) < 0) {
@@ -229,7 +250,7 @@ poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
         mask = current_mask(loop, key);
     }
     Py_DECREF(key);
-    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
+    if (mask < 0 || sync_epoll(loop, (int)fd, mask) < 0) {
         Py_DECREF(old);
         return NULL;
     }
