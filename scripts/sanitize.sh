@@ -14,9 +14,10 @@ ASYNCLOOP_SANITIZE=1 "$py" setup.py -q build --build-base "$base" >/dev/null
 lib=$(ls -d "$base"/lib.*)
 export LD_PRELOAD
 LD_PRELOAD=$(gcc -print-file-name=libasan.so)
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:quarantine_size_mb=16
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The conformance suites run in their own subprocesses and are covered by
-# the regular run; here the focus is asyncloop's own tests.
+# the regular run; here the focus is asyncloop's own tests. Tests that
+# measure memory are left out: the sanitizer changes how memory is reused.
 exec "$py" -m pytest -o pythonpath="$lib" -p no:cacheprovider \
-    --ignore=tests/conformance "$@"
+    --ignore=tests/conformance -k "not memory" "$@"
