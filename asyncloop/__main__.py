@@ -13,6 +13,7 @@ import signal
 import sys
 import types
 import warnings
+import zipfile
 
 from . import EventLoopPolicy
 
@@ -41,13 +42,16 @@ def _run_script(path):
         print(f"{sys.orig_argv[0]}: can't open file {os.path.abspath(path)!r}: "
               f"[Errno 2] No such file or directory", file=sys.stderr)
         return 2
+    if os.path.isdir(path) or zipfile.is_zipfile(path):
+        # An application with a __main__.py: as python, put the directory
+        # or archive first on the path and run its __main__ module.
+        sys.path[0] = os.path.abspath(path)
+        sys.modules['__main__'] = types.ModuleType('__main__')
+        runpy._run_module_as_main('__main__', alter_argv=False)
+        return 0
     # As python does: the directory of the script, symbolic links resolved,
     # first on the path; sys.argv[0] as given and __file__ absolute.
     sys.path[0] = os.path.dirname(os.path.realpath(path))
-    if not os.path.isfile(path):
-        # A directory or a zip file with a __main__.py.
-        runpy.run_path(path, run_name='__main__')
-        return 0
     path = os.path.abspath(path)
     module = types.ModuleType('__main__')
     module.__file__ = path

@@ -33,6 +33,7 @@ __all__ = ('Loop',)
 # asyncio's DEBUG_STACK_DEPTH: frames kept for coroutine origin tracking.
 _DEBUG_STACK_DEPTH = 10
 _PY312 = sys.version_info >= (3, 12)
+_PY313 = sys.version_info >= (3, 13)
 
 
 def _run_until_complete_cb(fut):
@@ -348,15 +349,29 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
         future = self.create_future()
         thread = threading.Thread(target=self._do_shutdown, args=(future,))
         thread.start()
+        if _PY313:
+            # 3.13 stops waiting for the threads at the timeout.
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            except TimeoutError:
+                self._warn_executor_not_joined(timeout)
+            else:
+                thread.join()
+            return
+        # 3.12 waits for the shutdown, then up to timeout for the thread.
         try:
             await future
         finally:
             thread.join(timeout)
         if thread.is_alive():
-            warnings.warn("The executor did not finishing joining "
-                          f"its threads within {timeout} seconds.",
-                          RuntimeWarning, stacklevel=2)
-            self._default_executor.shutdown(wait=False)
+            self._warn_executor_not_joined(timeout)
+
+    def _warn_executor_not_joined(self, timeout):
+        warnings.warn("The executor did not finishing joining "
+                      f"its threads within {timeout} seconds.",
+                      RuntimeWarning, stacklevel=3)
+        self._default_executor.shutdown(wait=False)
 
     if _PY312:
         async def shutdown_default_executor(self, timeout=None):

@@ -217,7 +217,12 @@ poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
 {
     long fd = fileobj_to_fd(fileobj);
     if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return NULL;
+        }
+        /* A number no descriptor can have is not watched. */
+        PyErr_Clear();
+        Py_RETURN_FALSE;
     }
     if (loop->closed) {
         Py_RETURN_FALSE;
