@@ -87,19 +87,24 @@ async def producer_consumer():
     return [[i for (p, i) in received if p == producer] for producer in range(producers)]
 
 
-async def finish_at(job, deadline):
-    # Sleeping until a shared absolute deadline (rather than for a delay) makes the
-    # finishing order depend on the deadlines only, not on when each task started.
-    await asyncio.sleep(deadline - asyncio.get_running_loop().time())
+async def finish_at(job, started, delay):
+    # Every job sleeps until the same start time plus its own delay, counted from the
+    # moment all jobs are running (the event), so the finishing order depends on the
+    # delays only, not on how long starting 200 tasks took.
+    start = await started
+    await asyncio.sleep(start + delay - asyncio.get_running_loop().time())
     return job
 
 
 async def as_completed_pattern():
-    """as_completed hands back results as jobs finish: groups of jobs, 2 ms apart."""
+    """as_completed hands back results as jobs finish: groups of jobs, 5 ms apart."""
     groups, per_group = 10, 20
-    # The first deadline is far enough ahead that every task has started before it.
-    first = asyncio.get_running_loop().time() + 0.03
-    jobs = [finish_at(job, first + 0.002 * (job % groups)) for job in range(groups * per_group)]
+    loop = asyncio.get_running_loop()
+    started = loop.create_future()
+    jobs = [asyncio.ensure_future(finish_at(job, started, 0.01 + 0.005 * (job % groups)))
+            for job in range(groups * per_group)]
+    await asyncio.sleep(0)  # let every job reach its wait for the start
+    started.set_result(loop.time())
     finished = [await next_done for next_done in asyncio.as_completed(jobs)]
     # Jobs of one group share a deadline, so their order among themselves is open; the
     # groups themselves must finish in deadline order.

@@ -38,7 +38,9 @@ find_python() {
     command -v "python$v" 2>/dev/null || true
 }
 
-# Creates .venv-X.Y with the test tools and builds the extension in place.
+# Creates .venv-X.Y with the test tools and builds the extension in place;
+# prints the interpreter. Returns 1 when Python X.Y is not installed, 3 when
+# the build fails.
 setup_venv() {
     local v=$1 py venv="$ROOT/.venv-$1"
     py=$(find_python "$v")
@@ -52,8 +54,31 @@ setup_venv() {
             'setuptools>=61' wheel pytest pytest-timeout uvloop
     fi
     log "building asyncloop for Python $v"
-    (cd "$ROOT" && "$venv/bin/python" setup.py -q build_ext --inplace) >&2
+    local build_log="$venv/build.log"
+    if ! (cd "$ROOT" && "$venv/bin/python" -W ignore setup.py -q build_ext --inplace) \
+            >"$build_log" 2>&1; then
+        cat "$build_log" >&2
+        return 3
+    fi
+    # The C code must compile without warnings.
+    if grep -q 'warning:' "$build_log"; then
+        grep -A3 'warning:' "$build_log" >&2
+        log "compiler warnings: see above"
+        return 3
+    fi
     echo "$venv/bin/python"
+}
+
+# The first supported Python found, set up.
+first_python() {
+    local v rc
+    for v in $VERSIONS; do
+        setup_venv "$v" && return 0
+        rc=$?
+        [ $rc -eq 1 ] || exit 1
+    done
+    log "none of Python $VERSIONS is installed"
+    exit 1
 }
 
 cmd=${1:-}
@@ -61,17 +86,19 @@ shift || true
 case "$cmd" in
 demo)
     ensure_system_packages
-    py=$(setup_venv 3.11 || setup_venv 3.12 || setup_venv 3.13)
+    py=$(first_python)
     exec "$py" demo/demo.py "$@"
     ;;
 test)
     ensure_system_packages
     status=0 ran=0
     for v in $VERSIONS; do
-        if ! py=$(setup_venv "$v"); then
+        py=$(setup_venv "$v") || {
+            rc=$?
+            [ $rc -eq 1 ] || { log "build failed on Python $v"; exit 1; }
             log "Python $v not found: skipped"
             continue
-        fi
+        }
         ran=$((ran + 1))
         log "tests on Python $v"
         "$py" -m pytest "$@" || status=1
@@ -84,12 +111,12 @@ test)
     ;;
 bench)
     ensure_system_packages
-    py=$(setup_venv 3.11)
+    py=$(first_python)
     exec "$py" bench/run.py "$@"
     ;;
 sanitize)
     ensure_system_packages
-    py=$(setup_venv 3.11)
+    py=$(first_python)
     PYTHON=$py exec "$ROOT/scripts/sanitize.sh" "$@"
     ;;
 *)
