@@ -641,7 +641,10 @@ def test_does_not_steal_status_from_own_sigchld_handler(loop):
 
     def on_sigchld(signum, frame):
         for pid in list(own_pids):
-            done, status = os.waitpid(pid, os.WNOHANG)
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:   # reaped by a nested call
+                continue
             if done:
                 own_pids.discard(pid)
                 theirs[pid] = os.waitstatus_to_exitcode(status)
