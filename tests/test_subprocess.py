@@ -707,3 +707,26 @@ def test_large_stdout_and_stderr_at_once(loop):
         return transport.get_returncode(), proto.data
 
     assert run(loop, main(), timeout=40) == (0, {1: mib << 20, 2: mib << 20})
+
+
+def test_debug_mode_logs_program_not_arguments(loop, caplog):
+    loop.set_debug(True)
+    caplog.set_level('DEBUG', logger='asyncio')
+
+    async def main():
+        transport, proto = await loop.subprocess_exec(
+            lambda: Recorder(loop), 'sh', '-c', 'exit 0  # secret-argument',
+            stdin=DEVNULL, stderr=STDOUT)
+        await proto.done
+        transport.close()
+        transport, proto = await loop.subprocess_shell(
+            lambda: Recorder(loop), 'exit 0', stdout=DEVNULL, stderr=DEVNULL)
+        await proto.done
+        transport.close()
+
+    run(loop, main())
+    loop.set_debug(False)
+    assert "execute program 'sh'" in caplog.text
+    assert 'stdout=stderr=<pipe>' in caplog.text
+    assert "run shell command 'exit 0'" in caplog.text
+    assert 'secret-argument' not in caplog.text
