@@ -9,6 +9,7 @@ handler, no thread, and no waitpid() on other processes, so children
 started elsewhere (subprocess.run in a thread, the program's own SIGCHLD
 handling) keep their exit status.
 """
+import contextlib
 import errno
 import os
 import subprocess
@@ -19,6 +20,7 @@ from asyncio.log import logger
 
 _format_pipe = base_events._format_pipe
 _HAVE_PIDFD = hasattr(os, 'pidfd_open') and hasattr(os, 'P_PIDFD')
+_NO_LOCK = contextlib.nullcontext()
 
 
 def _check_popen_options(universal_newlines, bufsize, text, encoding,
@@ -208,45 +210,50 @@ class _PidfdWatch:
 def _reap(pidfd, popen):
     """Reap the child of pidfd (closing it) and return its returncode.
 
-    Popen.poll() (called by the transport's close() and send_signal(), or
-    by the program through get_extra_info('subprocess')) may have reaped
-    it first: the status it kept is used then.
+    Popen's own lock is held meanwhile, as Popen.wait() and poll() do: a
+    poll() from another thread then sees the child running until its
+    status is stored, rather than a lost status, and Popen.send_signal()
+    cannot signal a pid already reaped and reused.
     """
     try:
-        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-    except ChildProcessError:
-        info = None
+        with getattr(popen, '_waitpid_lock', None) or _NO_LOCK:
+            return _reap_locked(pidfd, popen)
     finally:
         os.close(pidfd)
-    if info is not None:
-        returncode = _exit_code(info)
-        if popen.returncode is None:
-            popen.returncode = returncode
-        return returncode
-    if popen.returncode is not None:
-        return popen.returncode
-    _report_lost_status(popen.pid)
-    return 255
+
+
+def _reap_locked(pidfd, popen):
+    # Popen.poll() (from the transport's close() and send_signal(), or the
+    # program through get_extra_info('subprocess')) may have reaped it
+    # first: the status it stored is the one.
+    if popen.returncode is None:
+        try:
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        except ChildProcessError:
+            _report_lost_status(popen.pid)
+            popen.returncode = 255
+        else:
+            popen.returncode = _exit_code(info)
+    return popen.returncode
 
 
 def _wait_in_thread(loop, transport):
-    """Fallback without pidfds: wait for the child of transport in a thread."""
-    pid = transport.get_pid()
+    """Fallback without pidfds: wait for the child of transport in a thread,
+    holding Popen's lock as _reap() does."""
+    popen = transport._proc
+    with getattr(popen, '_waitpid_lock', None) or _NO_LOCK:
+        if popen.returncode is None:
+            try:
+                _, status = os.waitpid(popen.pid, 0)
+            except ChildProcessError:
+                _report_lost_status(popen.pid)
+                popen.returncode = 255
+            else:
+                popen.returncode = os.waitstatus_to_exitcode(status)
     try:
-        _, status = os.waitpid(pid, 0)
-    except ChildProcessError:
-        returncode = transport._proc.returncode
-        if returncode is None:
-            _report_lost_status(pid)
-            returncode = 255
-    else:
-        returncode = os.waitstatus_to_exitcode(status)
-    try:
-        loop.call_soon_threadsafe(transport._process_exited, returncode)
+        loop.call_soon_threadsafe(transport._process_exited, popen.returncode)
     except RuntimeError:
-        # The loop was closed meanwhile: nobody is left to tell.
-        if transport._proc.returncode is None:
-            transport._proc.returncode = returncode
+        pass    # the loop was closed meanwhile: nobody is left to tell
 
 
 def _start_thread(target, *args):

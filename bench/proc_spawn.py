@@ -131,6 +131,28 @@ def _mib_rate_time(loop, coro):
     return time_coroutine(loop, coro)
 
 
+def blocking_pipe_rate(mib, rounds):
+    """MiB/s of the same child read with blocking os.read() calls and no
+    event loop at all: the ceiling the pipe itself sets."""
+    import subprocess
+    best = None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        proc = subprocess.Popen(_writer_args(mib), stdout=subprocess.PIPE)
+        fd = proc.stdout.fileno()
+        received = 0
+        while True:
+            data = os.read(fd, 256 * 1024)
+            if not data:
+                break
+            received += len(data)
+        proc.stdout.close()
+        check(proc.wait() == 0 and received == mib * MIB, "the writer failed")
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return mib / best
+
+
 BENCHMARKS = [
     Benchmark("spawn_true", bench_spawn_true, n=500, quick_n=100),
     Benchmark("spawn_true_concurrent", bench_spawn_true_concurrent, n=640, quick_n=128),
@@ -177,6 +199,11 @@ def main(argv=None):
           f"{args.rounds} rounds (higher is better): spawn_* in children per second, "
           f"pipe_* in MiB per second\n")
     print(rate_table(results, names))
+    pipe_benchmarks = [b for b in selected if b.name.startswith("pipe_")]
+    if pipe_benchmarks:
+        mib = pipe_benchmarks[0].quick_n if args.quick else pipe_benchmarks[0].n
+        print(f"\nReference: the same child read by blocking os.read() calls, no "
+              f"event loop: {blocking_pipe_rate(mib, args.rounds):.0f} MiB/s")
     print(f"\ntotal time {time.perf_counter() - started:.0f} s", file=sys.stderr)
     if args.json:
         write_json(args.json, {
