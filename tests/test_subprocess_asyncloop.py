@@ -140,3 +140,34 @@ def test_busy_pipe_is_enlarged_and_budget_returned(aloop):
     assert size == _pipes._GROWN_CAPACITY
     gc.collect()
     assert _pipes._grown == 0
+
+
+def test_poll_from_another_thread_never_loses_the_status(aloop):
+    """Popen.poll() racing the loop's reaping (from a thread) always sees
+    the child's real status."""
+    import threading
+    stop = threading.Event()
+    seen = []
+
+    def poller(popen):
+        while not stop.is_set() and popen.poll() is None:
+            pass
+        seen.append(popen.returncode)
+
+    async def one():
+        proc = await asyncio.create_subprocess_exec('sh', '-c', 'exit 33')
+        popen = proc._transport.get_extra_info('subprocess')
+        thread = threading.Thread(target=poller, args=(popen,))
+        thread.start()
+        try:
+            return await proc.wait()
+        finally:
+            stop.set()
+            thread.join()
+            stop.clear()
+
+    async def main():
+        return [await one() for _ in range(20)]
+
+    assert run(aloop, main()) == [33] * 20
+    assert seen == [33] * 20
