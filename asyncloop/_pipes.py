@@ -10,7 +10,6 @@ take them.
 One addition: a pipe that a read finds full is enlarged (see
 _ReadPipeTransport), which about halves the wake-ups of a fast writer.
 """
-import errno
 import fcntl
 import os
 import stat

@@ -5,12 +5,13 @@ Every test runs on the default loop and on asyncloop (asyncio is the
 reference); every child is waited for with a timeout.
 """
 import asyncio
+import contextlib
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -777,3 +778,27 @@ def test_subprocess_pipe_pause_reading(loop):
 
     held, data = run(loop, main())
     assert held == b'' and data == b'a' * 1000
+
+
+@pytest.mark.filterwarnings('ignore::ResourceWarning',
+                            'ignore::pytest.PytestUnraisableExceptionWarning')
+def test_loop_close_leaves_child_running(loop):
+    """Closing the loop does not kill a child whose transport is still open
+    (the transport's close() would)."""
+    async def start():
+        return await asyncio.create_subprocess_exec(
+            *py('import time; time.sleep(60)'), stdin=DEVNULL,
+            stdout=DEVNULL, stderr=DEVNULL)
+
+    proc = run(loop, start())
+    loop.close()
+    try:
+        time.sleep(0.05)
+        assert proc_state(proc.pid) in ('R', 'S')
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        popen = proc._transport.get_extra_info('subprocess')
+        # The default loop's pidfd watcher leaves the zombie behind: wait
+        # for it here (harmless if a watcher reaped it already).
+        with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+            popen.wait(TIMEOUT)

@@ -7,8 +7,6 @@ import asyncio
 import gc
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -54,7 +52,7 @@ def test_loop_closed_with_live_child(aloop):
     popen = proc._transport.get_extra_info('subprocess')
     wait_until(lambda: popen.returncode is not None)
     assert popen.returncode == -signal.SIGKILL
-    del proc, popen
+    proc = popen = None
     gc.collect()
     # The closed loop's own descriptors are gone too: compare what is new.
     assert open_fds() - before == set()
