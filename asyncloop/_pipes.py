@@ -8,7 +8,7 @@ exactly as on the default loop; writes go out at once when the pipe can
 take them.
 
 One addition: a pipe that a read finds full is enlarged (see
-_ReadPipeTransport), which about halves the wake-ups of a fast writer.
+_ReadPipeTransport), so that a fast writer and the loop wake up less often.
 """
 import fcntl
 import os
@@ -72,10 +72,11 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
         super().__init__(loop, pipe, protocol, waiter, extra)
         if stat.S_ISFIFO(os.fstat(self._fileno).st_mode):
             try:
-                self._capacity = fcntl.fcntl(self._fileno,
-                                             fcntl.F_GETPIPE_SZ)
+                capacity = fcntl.fcntl(self._fileno, fcntl.F_GETPIPE_SZ)
             except OSError:
-                pass
+                return
+            if capacity < _GROWN_CAPACITY:
+                self._capacity = capacity
 
     def _read_ready(self):
         if self._capacity and _bytes_waiting(self._fileno) >= self._capacity:
@@ -83,9 +84,9 @@ class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
         super()._read_ready()
 
     def _grow(self):
-        self._capacity = 0      # one attempt only
         if not _take_grown_slot():
-            return
+            return              # tried again at the next full read
+        self._capacity = 0      # else one attempt only
         try:
             fcntl.fcntl(self._fileno, fcntl.F_SETPIPE_SZ, _GROWN_CAPACITY)
         except OSError:
@@ -141,7 +142,7 @@ class PipesMixin:
         transport = make_transport(pipe, protocol, waiter)
         try:
             await waiter
-        except:
+        except BaseException:
             transport.close()
             raise
         if self.get_debug():

@@ -169,3 +169,22 @@ def test_poll_from_another_thread_never_loses_the_status(aloop):
 
     assert run(aloop, main()) == [33] * 20
     assert seen == [33] * 20
+
+
+def test_no_enlarging_past_the_budget(aloop, monkeypatch):
+    import fcntl
+    from asyncloop import _pipes
+    monkeypatch.setattr(_pipes, '_GROWN_BUDGET', 0)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            *py('import os; os.write(1, bytes(4 << 20))'), stdout=PIPE)
+        fd = proc._transport.get_pipe_transport(1)._fileno
+        first = await proc.stdout.readexactly(1 << 20)
+        size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        rest = await proc.stdout.read()
+        await proc.wait()
+        return len(first) + len(rest), size
+
+    assert run(aloop, main()) == (4 << 20, 65536)
+    assert _pipes._grown == 0
