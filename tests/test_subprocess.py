@@ -802,3 +802,19 @@ def test_loop_close_leaves_child_running(loop):
         # for it here (harmless if a watcher reaped it already).
         with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
             popen.wait(TIMEOUT)
+
+
+def test_executable_and_pipesize(loop):
+    import fcntl
+
+    async def main():
+        named = await exec_output('renamed', '-c', 'echo $0',
+                                  executable='/bin/sh')
+        proc = await asyncio.create_subprocess_exec(
+            *py('pass'), stdout=PIPE, pipesize=1 << 20)
+        fd = proc._transport.get_pipe_transport(1)._fileno
+        size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        await proc.communicate()
+        return named, size
+
+    assert run(loop, main()) == ((0, b'renamed\n'), 1 << 20)
