@@ -1,0 +1,256 @@
+"""Subprocess benchmarks: spawn rate and pipe throughput from a child.
+
+Each benchmark runs on asyncio's default loop, uvloop and asyncloop in the same process,
+round after round with the loops interleaved, and the best round of each loop is kept.
+
+    python bench/proc_spawn.py                  # full run
+    python bench/proc_spawn.py --quick          # smaller sizes, fewer rounds
+    python bench/proc_spawn.py --only spawn_true,pipe_protocol
+    python bench/proc_spawn.py --json results.json
+
+The spawn benchmarks count children per second; pipe_protocol and pipe_streams count
+MiB per second read from the child's stdout (the child's start-up is included);
+pipe_small_writes counts the child's 4 KiB writes per second. Every benchmark checks
+the work was done: exit statuses, byte counts. After the table, the same 100 MiB read
+with blocking os.read() calls and no event loop gives the ceiling the pipe sets.
+
+uvloop gives a child sockets (socketpairs) as stdin/stdout/stderr, where asyncio and
+asyncloop give pipes (so a child can open /dev/stdin); a socketpair moves bulk data
+faster than a pipe, which the pipe_* rows include.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import time
+
+from _common import (
+    Benchmark, LOOP_NAMES, check, loop_factories, parse_names, print_skipped,
+    rate_table, run_benchmarks, time_coroutine, write_json, environment,
+    loop_versions,
+)
+
+PIPE = asyncio.subprocess.PIPE
+TRUE = shutil.which("true") or "/bin/true"
+MIB = 1 << 20
+
+# A child that writes `sys.argv[1]` MiB to stdout in 1 MiB writes, then exits. It does
+# almost no work of its own, so the reading loop sets the pace.
+WRITER = (
+    "import os, sys\n"
+    "block = bytes(1 << 20)\n"
+    "for _ in range(int(sys.argv[1])):\n"
+    "    view = memoryview(block)\n"
+    "    while view:\n"
+    "        view = view[os.write(1, view):]\n"
+)
+
+
+# --------------------------------------------------------------------------- spawning
+
+
+async def _run_true():
+    proc = await asyncio.create_subprocess_exec(TRUE, stdin=PIPE, stdout=PIPE,
+                                                stderr=PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode, out, err
+
+
+def bench_spawn_true(loop, n):
+    """Start /bin/true with three pipes and wait for it, one child after the other."""
+    async def main():
+        for _ in range(n):
+            result = await _run_true()
+            check(result == (0, b"", b""), f"unexpected result {result!r}")
+
+    return time_coroutine(loop, main())
+
+
+def bench_spawn_true_concurrent(loop, n):
+    """The same, 32 children running at once."""
+    async def main():
+        for start in range(0, n, 32):
+            batch = await asyncio.gather(*(_run_true()
+                                           for _ in range(min(32, n - start))))
+            check(all(r == (0, b"", b"") for r in batch), "a child failed")
+
+    return time_coroutine(loop, main())
+
+
+# --------------------------------------------------------------------------- pipes
+
+
+class _CountingProtocol(asyncio.SubprocessProtocol):
+    """Counts the bytes of stdout; done when the transport is finished."""
+
+    def __init__(self, done):
+        self.done = done
+        self.received = 0
+
+    def pipe_data_received(self, fd, data):
+        self.received += len(data)
+
+    def connection_lost(self, exc):
+        self.done.set_result(None)
+
+
+def _writer_args(mib):
+    return [sys.executable, "-S", "-c", WRITER, str(mib)]
+
+
+def bench_pipe_protocol(loop, n):
+    """n MiB from a child's stdout to a SubprocessProtocol (subprocess_exec)."""
+    async def main():
+        done = loop.create_future()
+        transport, proto = await loop.subprocess_exec(
+            lambda: _CountingProtocol(done), *_writer_args(n), stdin=None,
+            stderr=None)
+        await done
+        check(transport.get_returncode() == 0, "the writer failed")
+        check(proto.received == n * MIB, f"read {proto.received} bytes")
+        transport.close()
+
+    return _mib_rate_time(loop, main())
+
+
+def bench_pipe_streams(loop, n):
+    """n MiB from a child's stdout read with Process.stdout.read() in 256 KiB pieces."""
+    async def main():
+        proc = await asyncio.create_subprocess_exec(*_writer_args(n), stdout=PIPE)
+        received = 0
+        while True:
+            data = await proc.stdout.read(256 * 1024)
+            if not data:
+                break
+            received += len(data)
+        check(await proc.wait() == 0, "the writer failed")
+        check(received == n * MIB, f"read {received} bytes")
+
+    return _mib_rate_time(loop, main())
+
+
+# A child making n writes of 4 KiB: the reader sees many small reads, so the cost per
+# read of the loop and its transport shows, not the copying.
+SMALL_WRITER = (
+    "import os, sys\n"
+    "block = b'x' * 4096\n"
+    "for _ in range(int(sys.argv[1])):\n"
+    "    os.write(1, block)\n"
+)
+
+
+def bench_pipe_small_writes(loop, n):
+    """n writes of 4 KiB by a child, counted by a SubprocessProtocol."""
+    async def main():
+        done = loop.create_future()
+        transport, proto = await loop.subprocess_exec(
+            lambda: _CountingProtocol(done), sys.executable, "-S", "-c", SMALL_WRITER,
+            str(n), stdin=None, stderr=None)
+        await done
+        check(transport.get_returncode() == 0, "the writer failed")
+        check(proto.received == n * 4096, f"read {proto.received} bytes")
+        transport.close()
+
+    return time_coroutine(loop, main())
+
+
+def _mib_rate_time(loop, coro):
+    return time_coroutine(loop, coro)
+
+
+def blocking_pipe_rate(mib, rounds):
+    """MiB/s of the same child read with blocking os.read() calls and no
+    event loop at all: the ceiling the pipe itself sets."""
+    import subprocess
+    best = None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        proc = subprocess.Popen(_writer_args(mib), stdout=subprocess.PIPE)
+        fd = proc.stdout.fileno()
+        received = 0
+        while True:
+            data = os.read(fd, 256 * 1024)
+            if not data:
+                break
+            received += len(data)
+        proc.stdout.close()
+        check(proc.wait() == 0 and received == mib * MIB, "the writer failed")
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    return mib / best
+
+
+BENCHMARKS = [
+    Benchmark("spawn_true", bench_spawn_true, n=500, quick_n=100),
+    Benchmark("spawn_true_concurrent", bench_spawn_true_concurrent, n=640, quick_n=128),
+    Benchmark("pipe_protocol", bench_pipe_protocol, n=100, quick_n=50),
+    Benchmark("pipe_streams", bench_pipe_streams, n=100, quick_n=50),
+    Benchmark("pipe_small_writes", bench_pipe_small_writes, n=100_000, quick_n=20_000),
+]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    bench_names = [b.name for b in BENCHMARKS]
+    parser = argparse.ArgumentParser(
+        description="Subprocess benchmarks: asyncio vs uvloop vs asyncloop.")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes and fewer rounds")
+    parser.add_argument("--loops", help=f"comma-separated loops (default: {','.join(LOOP_NAMES)})")
+    parser.add_argument("--only", help="comma-separated benchmarks: " + ",".join(bench_names))
+    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 5, quick 3)")
+    parser.add_argument("--json", metavar="FILE", help="write the raw results to FILE")
+    args = parser.parse_args(argv)
+    args.loops = parse_names(args.loops, LOOP_NAMES)
+    args.only = parse_names(args.only, bench_names)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 5
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    factories, skipped = loop_factories(args.loops)
+    print_skipped(skipped)
+    if not factories:
+        print("no event loop available to measure", file=sys.stderr)
+        return 1
+    names = list(factories)
+    selected = [b for b in BENCHMARKS if b.name in args.only]
+    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
+          file=sys.stderr)
+    started = time.perf_counter()
+    results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of "
+          f"{args.rounds} rounds (higher is better): spawn_* in children per second, "
+          f"pipe_protocol/pipe_streams in MiB per second, pipe_small_writes in "
+          f"4 KiB writes per second\n")
+    print(rate_table(results, names))
+    pipe_benchmarks = [b for b in selected if b.name in ("pipe_protocol", "pipe_streams")]
+    if pipe_benchmarks:
+        mib = pipe_benchmarks[0].quick_n if args.quick else pipe_benchmarks[0].n
+        print(f"\nReference: the same child read by blocking os.read() calls, no "
+              f"event loop: {blocking_pipe_rate(mib, args.rounds):.0f} MiB/s")
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {
+            "environment": environment(),
+            "loops": loop_versions(names),
+            "skipped": skipped,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "benchmarks": {b.name: b.doc for b in selected},
+            "results": results,
+        })
+    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
