@@ -99,6 +99,8 @@ typedef struct HandleObject {
     /* TimerHandle only */
     char scheduled;              /* sits in the loop's timer heap */
     double when;
+    PyObject *when_obj;          /* call_at's deadline when not a float, which
+                                    when() and the repr show as given */
     uint64_t seq;                /* scheduling order among equal deadlines */
 } HandleObject;
 

@@ -45,6 +45,7 @@ handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     h->cancelled = 0;
     h->scheduled = 0;
     h->when = 0.0;
+    h->when_obj = NULL;
     h->seq = 0;
     if (loop->debug) {
         /* Like asyncio: the stack of the caller of call_soon(). */
@@ -107,6 +108,7 @@ handle_traverse(HandleObject *h, visitproc visit, void *arg)
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
     Py_VISIT(h->saved_repr);
+    Py_VISIT(h->when_obj);
     return 0;
 }
 
@@ -124,6 +126,7 @@ handle_clear(HandleObject *h)
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->saved_repr);
+    Py_CLEAR(h->when_obj);
     return 0;
 }
 
@@ -277,6 +280,9 @@ handle_get_context(HandleObject *h, PyObject *Py_UNUSED(ignored))
 static PyObject *
 handle_when(HandleObject *h, PyObject *Py_UNUSED(ignored))
 {
+    if (h->when_obj != NULL) {
+        return Py_NewRef(h->when_obj);
+    }
     return PyFloat_FromDouble(h->when);
 }
 
@@ -317,7 +323,7 @@ handle_repr(HandleObject *h)
         Py_CLEAR(item);
     }
     if (Handle_IsTimer(h)) {
-        PyObject *when = PyFloat_FromDouble(h->when);
+        PyObject *when = handle_when(h, NULL);
         if (when == NULL) {
             goto done;
         }
@@ -406,7 +412,7 @@ handle_get_cancelled(HandleObject *h, void *Py_UNUSED(closure))
 static PyObject *
 handle_get_when(HandleObject *h, void *Py_UNUSED(closure))
 {
-    return PyFloat_FromDouble(h->when);
+    return handle_when(h, NULL);
 }
 
 static PyObject *

@@ -587,8 +587,12 @@ loop_py_call_at(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
     if (when == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return schedule_timer(loop, when, "call_at", args + 1, nargs - 1,
-                          kwnames, HANDLE_STACK_DEPTH);
+    PyObject *h = schedule_timer(loop, when, "call_at", args + 1, nargs - 1,
+                                 kwnames, HANDLE_STACK_DEPTH);
+    if (h != NULL && !PyFloat_CheckExact(args[0])) {
+        ((HandleObject *)h)->when_obj = Py_NewRef(args[0]);
+    }
+    return h;
 }
 
 static PyObject *

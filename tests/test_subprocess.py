@@ -733,14 +733,9 @@ def test_debug_mode_logs_program_not_arguments(loop, caplog):
     assert 'secret-argument' not in caplog.text
 
 
-def test_loop_sigchld_handler_alongside_children(loop, request):
+def test_loop_sigchld_handler_alongside_children(loop):
     """A program's own loop.add_signal_handler(SIGCHLD) keeps working while
     the loop runs children, and takes nothing from them."""
-    if sys.version_info < (3, 12) and 'asyncloop' in request.node.name:
-        # Loop._call_signal_handler (asyncloop/loop.py) calls
-        # Handle.get_context(), which asyncio.Handle only has from 3.12.
-        request.applymarker(pytest.mark.xfail(
-            reason='signal handlers fail on 3.11 in this tree of loop.py'))
     calls = []
     loop.add_signal_handler(signal.SIGCHLD, calls.append, 'chld')
     try:
