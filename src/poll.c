@@ -15,8 +15,8 @@
 #define EVENTS_PER_WAIT 256
 
 /* An int, or an object with fileno(), as selectors accepts. */
-static int
-fileobj_to_fd(PyObject *fileobj)
+int
+poll_fileobj_to_fd(PyObject *fileobj)
 {
     long fd;
     if (PyLong_Check(fileobj)) {
@@ -133,8 +133,72 @@ sync_epoll(LoopObject *loop, int fd, int mask)
     return -1;
 }
 
+/* Watches fd in dict (loop->readers or loop->writers) with the handle h,
+   replacing and cancelling the handle there before. On error the watchers
+   are left as they were. */
+static int
+poll_set_handle(LoopObject *loop, PyObject *dict, int fd, HandleObject *h)
+{
+    if (loop_check_closed(loop) < 0 || loop_check_forked(loop) < 0
+        || ensure_epoll(loop) < 0) {
+        return -1;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *old = PyDict_GetItemWithError(dict, key);
+    if (old == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    Py_XINCREF(old);
+    if (PyDict_SetItem(dict, key, (PyObject *)h) < 0) {
+        Py_XDECREF(old);
+        Py_DECREF(key);
+        return -1;
+    }
+    int mask = current_mask(loop, key);
+    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
+        PyObject *exc = err_fetch();
+        if (old != NULL) {
+            PyDict_SetItem(dict, key, old);
+        }
+        else {
+            PyDict_DelItem(dict, key);
+        }
+        Py_XDECREF(old);
+        Py_DECREF(key);
+        err_restore(exc);
+        return -1;
+    }
+    if (old != NULL) {
+        handle_cancel_internal((HandleObject *)old);
+        Py_DECREF(old);
+    }
+    Py_DECREF(key);
+    update_watcher(loop);
+    return 0;
+}
+
+HandleObject *
+poll_watch(LoopObject *loop, int for_write, int fd, PyObject *callback,
+           PyObject *args)
+{
+    HandleObject *h = handle_new(&Handle_Type, loop, callback, args, NULL);
+    if (h == NULL) {
+        return NULL;
+    }
+    PyObject *dict = for_write ? loop->writers : loop->readers;
+    if (poll_set_handle(loop, dict, fd, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    return h;
+}
+
 static PyObject *
-poll_add(LoopObject *loop, PyObject *dict, const char *method,
+poll_add(LoopObject *loop, int for_write, const char *method,
          PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 2) {
@@ -143,9 +207,8 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
                      method);
         return NULL;
     }
-    int fd = fileobj_to_fd(args[0]);
-    if (fd < 0 || loop_check_closed(loop) < 0 || loop_check_forked(loop) < 0
-        || ensure_epoll(loop) < 0) {
+    int fd = poll_fileobj_to_fd(args[0]);
+    if (fd < 0 || loop_check_closed(loop) < 0) {
         return NULL;
     }
     PyObject *cbargs = PyTuple_New(nargs - 2);
@@ -155,72 +218,29 @@ poll_add(LoopObject *loop, PyObject *dict, const char *method,
     for (Py_ssize_t i = 2; i < nargs; i++) {
         PyTuple_SET_ITEM(cbargs, i - 2, Py_NewRef(args[i]));
     }
-    HandleObject *h = handle_new(&Handle_Type, loop, args[1], cbargs, NULL);
+    HandleObject *h = poll_watch(loop, for_write, fd, args[1], cbargs);
     Py_DECREF(cbargs);
-    PyObject *key = PyLong_FromLong(fd);
-    if (h == NULL || key == NULL) {
-        goto error;
-    }
-    PyObject *old = PyDict_GetItemWithError(dict, key);
-    if (old == NULL && PyErr_Occurred()) {
-        goto error;
-    }
-    Py_XINCREF(old);
-    if (PyDict_SetItem(dict, key, (PyObject *)h) < 0) {
-        Py_XDECREF(old);
-        goto error;
-    }
-    int mask = current_mask(loop, key);
-    if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
-        /* Leave the watchers as they were. */
-        PyObject *exc = err_fetch();
-        if (old != NULL) {
-            PyDict_SetItem(dict, key, old);
-        }
-        else {
-            PyDict_DelItem(dict, key);
-        }
-        Py_XDECREF(old);
-        err_restore(exc);
-        goto error;
-    }
-    if (old != NULL) {
-        handle_cancel_internal((HandleObject *)old);
-        Py_DECREF(old);
-    }
-    Py_DECREF(key);
-    update_watcher(loop);
     return (PyObject *)h;
-error:
-    Py_XDECREF(h);
-    Py_XDECREF(key);
-    return NULL;
 }
 
-static PyObject *
-poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
+int
+poll_unwatch(LoopObject *loop, int for_write, int fd)
 {
-    int fd = fileobj_to_fd(fileobj);
-    if (fd < 0) {
-        return NULL;
-    }
+    PyObject *dict = for_write ? loop->writers : loop->readers;
     if (loop->closed || loop->poll_epfd < 0) {
-        Py_RETURN_FALSE;
+        return 0;
     }
     if (loop_check_forked(loop) < 0) {
-        return NULL;
+        return -1;
     }
     PyObject *key = PyLong_FromLong(fd);
     if (key == NULL) {
-        return NULL;
+        return -1;
     }
     PyObject *old = PyDict_GetItemWithError(dict, key);
     if (old == NULL) {
         Py_DECREF(key);
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_FALSE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     Py_INCREF(old);
     int mask = -1;
@@ -230,32 +250,45 @@ poll_remove(LoopObject *loop, PyObject *dict, PyObject *fileobj)
     Py_DECREF(key);
     if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
         Py_DECREF(old);
-        return NULL;
+        return -1;
     }
     handle_cancel_internal((HandleObject *)old);
     Py_DECREF(old);
     update_watcher(loop);
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+static PyObject *
+poll_remove(LoopObject *loop, int for_write, PyObject *fileobj)
+{
+    int fd = poll_fileobj_to_fd(fileobj);
+    if (fd < 0) {
+        return NULL;
+    }
+    int rc = poll_unwatch(loop, for_write, fd);
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(rc);
 }
 
 /* Queues the handle watching fd in dict, as asyncio's _process_events: a
    cancelled handle is unregistered instead. */
 static int
-dispatch(LoopObject *loop, PyObject *dict, int fd)
+dispatch(LoopObject *loop, int for_write, int fd)
 {
     PyObject *key = PyLong_FromLong(fd);
     if (key == NULL) {
         return -1;
     }
+    PyObject *dict = for_write ? loop->writers : loop->readers;
     PyObject *h = PyDict_GetItemWithError(dict, key);
     int rc = 0;
     if (h == NULL) {
         rc = PyErr_Occurred() ? -1 : 0;
     }
     else if (((HandleObject *)h)->cancelled) {
-        PyObject *res = poll_remove(loop, dict, key);
-        rc = res ? 0 : -1;
-        Py_XDECREF(res);
+        rc = poll_unwatch(loop, for_write, fd) < 0 ? -1 : 0;
     }
     else {
         rc = loop_append_ready(loop, (HandleObject *)h);
@@ -277,10 +310,10 @@ poll_cb(uv_poll_t *handle, int Py_UNUSED(status), int Py_UNUSED(events))
         /* As selectors.EpollSelector: anything but EPOLLOUT counts as
            readable, anything but EPOLLIN as writable. */
         if (ev & ~(uint32_t)EPOLLOUT) {
-            rc = dispatch(loop, loop->readers, fd);
+            rc = dispatch(loop, 0, fd);
         }
         if (rc == 0 && (ev & ~(uint32_t)EPOLLIN)) {
-            rc = dispatch(loop, loop->writers, fd);
+            rc = dispatch(loop, 1, fd);
         }
         if (rc < 0) {
             loop_set_pending_error(loop);
@@ -308,30 +341,71 @@ poll_close(LoopObject *loop)
     }
 }
 
+int
+poll_check_no_transport(LoopObject *loop, int fd)
+{
+    static PyObject *name = NULL;
+    if (name == NULL && (name = PyUnicode_InternFromString("_transports"))
+                        == NULL) {
+        return -1;
+    }
+    PyObject *transports = PyObject_GetAttr((PyObject *)loop, name);
+    if (transports == NULL) {
+        /* A Loop subclass without the registry has no transports in it. */
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    PyObject *transport = key ? PyObject_GetItem(transports, key) : NULL;
+    Py_DECREF(transports);
+    Py_XDECREF(key);
+    if (transport == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    PyObject *closing = PyObject_CallMethod(transport, "is_closing", NULL);
+    int truth = closing ? PyObject_IsTrue(closing) : -1;
+    Py_XDECREF(closing);
+    if (truth == 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "File descriptor %d is used by transport %R", fd,
+                     transport);
+        truth = -1;
+    }
+    Py_DECREF(transport);
+    return truth < 0 ? -1 : 0;
+}
+
 /* ---- Python methods ----------------------------------------------------- */
 
 static PyObject *
 loop_add_reader(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs)
 {
-    return poll_add(loop, loop->readers, "add_reader", args, nargs);
+    return poll_add(loop, 0, "add_reader", args, nargs);
 }
 
 static PyObject *
 loop_add_writer(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs)
 {
-    return poll_add(loop, loop->writers, "add_writer", args, nargs);
+    return poll_add(loop, 1, "add_writer", args, nargs);
 }
 
 static PyObject *
 loop_remove_reader(LoopObject *loop, PyObject *fileobj)
 {
-    return poll_remove(loop, loop->readers, fileobj);
+    return poll_remove(loop, 0, fileobj);
 }
 
 static PyObject *
 loop_remove_writer(LoopObject *loop, PyObject *fileobj)
 {
-    return poll_remove(loop, loop->writers, fileobj);
+    return poll_remove(loop, 1, fileobj);
 }
 
 static PyMethodDef poll_methods[] = {
