@@ -148,6 +148,11 @@ method_would_block(void)
 static int
 attempt_recv(SockOpObject *op, PyObject **result)
 {
+    if (op->size == 0) {
+        /* As the socket module: no system call, so no EAGAIN either. */
+        *result = PyBytes_FromStringAndSize(NULL, 0);
+        return *result ? ATTEMPT_DONE : ATTEMPT_ERROR;
+    }
     PyObject *data = PyBytes_FromStringAndSize(NULL, op->size);
     if (data == NULL) {
         return ATTEMPT_ERROR;
@@ -174,6 +179,10 @@ attempt_recv(SockOpObject *op, PyObject **result)
 static int
 attempt_recv_into(SockOpObject *op, PyObject **result)
 {
+    if (op->view.len == 0) {
+        *result = PyLong_FromLong(0);
+        return *result ? ATTEMPT_DONE : ATTEMPT_ERROR;
+    }
     ssize_t n;
     do {
         n = recv(op->fd, op->view.buf, (size_t)op->view.len, 0);
@@ -643,6 +652,11 @@ loop_sock_recv_into(LoopObject *loop, PyObject *const *args,
         return NULL;
     }
     if (PyObject_GetBuffer(args[1], &op->view, PyBUF_WRITABLE) < 0) {
+        /* The socket module's TypeError, rather than a BufferError. */
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "recv_into() argument 'buffer' must "
+                     "be read-write bytes-like object, not %.200s",
+                     Py_TYPE(args[1])->tp_name);
         Py_DECREF(op);
         return NULL;
     }
