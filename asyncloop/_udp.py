@@ -12,8 +12,13 @@ from asyncio import futures, transports, trsock
 from . import _loop
 
 
-class DatagramTransport(transports.DatagramTransport):
-    """A datagram transport of asyncloop (UDP, UNIX datagram sockets)."""
+class DatagramTransport(transports.Transport, transports.DatagramTransport):
+    """A datagram transport of asyncloop (UDP, UNIX datagram sockets).
+
+    Also an asyncio.Transport, as the default loop's datagram transport is
+    (tests and libraries check for it); its stream methods say what to
+    use instead.
+    """
 
     max_size = 256 * 1024
 
@@ -104,3 +109,17 @@ class DatagramTransport(transports.DatagramTransport):
 
     def get_protocol(self):
         return self._core.get_protocol()
+
+    # ---- asyncio.Transport's stream methods ------------------------------
+
+    def write(self, data):
+        raise RuntimeError('a datagram transport sends with sendto()')
+
+    def writelines(self, list_of_data):
+        raise RuntimeError('a datagram transport sends with sendto()')
+
+    def write_eof(self):
+        raise RuntimeError('a datagram transport has no end of stream')
+
+    def can_write_eof(self):
+        return False
