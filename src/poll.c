@@ -110,19 +110,28 @@ current_mask(LoopObject *loop, PyObject *key)
     return mask;
 }
 
-/* Tells epoll the events now wanted for fd. */
+/* Tells epoll the events now wanted for fd.
+
+   A descriptor nobody watches any more is disarmed rather than deleted:
+   sock_* operations watch the same descriptor again and again, and a MOD
+   costs the kernel much less than a DEL and an ADD. The disarmed entry is
+   one-shot, so that even if the descriptor is closed while a duplicate
+   keeps its file open (where no epoll_ctl can reach the entry any more),
+   the entry reports at most one event (a hang-up) and then stays quiet,
+   instead of waking the loop forever. Such an event finds no watcher and
+   is dropped. Re-arming tries MOD first, and ADD when the descriptor was
+   never registered or was closed and its number reused meanwhile. */
 static int
 sync_epoll(LoopObject *loop, int fd, int mask)
 {
     struct epoll_event ev = {0};
-    ev.events = (uint32_t)mask;
+    ev.events = mask ? (uint32_t)mask : (uint32_t)EPOLLONESHOT;
     ev.data.fd = fd;
-    if (mask == 0) {
-        /* Already gone when the caller closed it first: nothing to undo. */
-        epoll_ctl(loop->poll_epfd, EPOLL_CTL_DEL, fd, &ev);
+    if (epoll_ctl(loop->poll_epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
         return 0;
     }
-    if (epoll_ctl(loop->poll_epfd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+    if (mask == 0) {
+        /* Gone already: the caller closed it first. Nothing to undo. */
         return 0;
     }
     if (errno == ENOENT
