@@ -370,8 +370,11 @@ def test_write_buffer_flow_control(loop, tmp_path):
                 await asyncio.sleep(0.001)
         assert [g[:4] for g in got] == [b'%04d' % i for i in range(200)]
         await asyncio.sleep(0.01)
-        assert tr.get_write_buffer_size() == 0
-        assert pr.resumed == 1
+        if isinstance(loop, asyncloop.Loop) or sys.version_info < (3, 13):
+            # asyncio 3.13 counts 8 bytes more per datagram buffered than
+            # it takes off when sent, and so never resumes writing.
+            assert tr.get_write_buffer_size() == 0
+            assert pr.resumed == 1
         tr.close()
         await pr.closed.wait()
 
