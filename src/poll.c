@@ -76,8 +76,11 @@ ensure_epoll(LoopObject *loop)
     return 0;
 }
 
-/* Keeps the uv_poll_t active only while something is watched, so that an
-   idle loop does not ask libuv for events at every iteration. */
+/* Keeps the uv_poll_t referenced only while something is watched, so
+   that an idle loop does not ask libuv for events at every iteration. It
+   stays started: stopping and starting it costs libuv epoll_ctl() calls,
+   and a sock_* operation on a lone connection empties and fills the
+   watcher dicts at every message. */
 static void
 update_watcher(LoopObject *loop)
 {
@@ -85,10 +88,13 @@ update_watcher(LoopObject *loop)
         return;
     }
     if (PyDict_GET_SIZE(loop->readers) + PyDict_GET_SIZE(loop->writers) > 0) {
-        uv_poll_start(&loop->poll_watcher, UV_READABLE, poll_cb);
+        if (!uv_is_active((uv_handle_t *)&loop->poll_watcher)) {
+            uv_poll_start(&loop->poll_watcher, UV_READABLE, poll_cb);
+        }
+        uv_ref((uv_handle_t *)&loop->poll_watcher);
     }
     else {
-        uv_poll_stop(&loop->poll_watcher);
+        uv_unref((uv_handle_t *)&loop->poll_watcher);
     }
 }
 
