@@ -592,7 +592,8 @@ static PyTypeObject SockOp_Type = {
     .tp_name = "asyncloop._loop.SockOp",
     .tp_basicsize = sizeof(SockOpObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-                | Py_TPFLAGS_HAVE_VECTORCALL,
+                | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .tp_doc = "A socket operation waiting for its descriptor.",
     .tp_vectorcall_offset = offsetof(SockOpObject, vectorcall),
     .tp_call = PyVectorcall_Call,

@@ -32,9 +32,12 @@
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
 /* Where datagrams are received before they are copied into bytes of their
-   size. One buffer serves every transport: it is used with the GIL held
-   and never across a call into Python. */
+   size. One buffer serves every transport, as it is used with the GIL
+   held; but creating the bytes may run a garbage collection, and with it
+   finalizers that let another thread take the GIL, so the buffer is
+   marked busy meanwhile and a read that finds it busy uses its own. */
 static char recv_buffer[MAX_DATAGRAM];
+static int recv_buffer_busy;
 
 typedef struct {
     PyObject *data;             /* bytes */
@@ -402,19 +405,38 @@ receive_datagram(CoreObject *core, PyObject **data, PyObject **addr)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     memset(&ss, 0, sizeof(ss));
+    char *buf = recv_buffer;
+    if (recv_buffer_busy) {
+        buf = PyMem_RawMalloc(MAX_DATAGRAM);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    else {
+        recv_buffer_busy = 1;
+    }
     ssize_t n;
     do {
-        n = recvfrom(core->fd, recv_buffer, sizeof(recv_buffer), 0,
+        n = recvfrom(core->fd, buf, MAX_DATAGRAM, 0,
                      (struct sockaddr *)&ss, &len);
     } while (n < 0 && errno == EINTR);
+    int err = errno;
+    *data = n < 0 ? NULL : PyBytes_FromStringAndSize(buf, n);
+    if (buf == recv_buffer) {
+        recv_buffer_busy = 0;
+    }
+    else {
+        PyMem_RawFree(buf);
+    }
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (err == EAGAIN || err == EWOULDBLOCK) {
             return 0;
         }
+        errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    *data = PyBytes_FromStringAndSize(recv_buffer, n);
     if (*data == NULL) {
         return -1;
     }
@@ -469,6 +491,9 @@ static PyObject *
 core_read_ready(CoreObject *core, PyObject *const *Py_UNUSED(args),
                 size_t Py_UNUSED(nargsf), PyObject *Py_UNUSED(kwnames))
 {
+    if (core->loop == NULL || core->fd < 0) {
+        Py_RETURN_NONE;
+    }
     Py_INCREF(core);
     PyObject *res = Py_None;
     for (int i = 0; i < READS_PER_EVENT; i++) {
@@ -605,10 +630,19 @@ buffer_pop(CoreObject *core)
 static PyObject *
 call_connection_lost_now(CoreObject *core, PyObject *exc);
 
+static int
+core_is_open(CoreObject *core)
+{
+    return core->loop != NULL;
+}
+
 /* The writer: sends the buffered datagrams while the socket takes them. */
 static PyObject *
 core_write_ready(CoreObject *core, PyObject *Py_UNUSED(ignored))
 {
+    if (!core_is_open(core)) {
+        Py_RETURN_NONE;
+    }
     while (core->buf_len > 0) {
         Datagram d = buffer_pop(core);
         int rc = send_datagram(core, d.data, d.addr);
@@ -821,12 +855,6 @@ core_call_connection_lost(CoreObject *core, PyObject *exc)
 }
 
 /* ---- Python methods --------------------------------------------------------- */
-
-static int
-core_is_open(CoreObject *core)
-{
-    return core->loop != NULL;
-}
 
 static PyObject *
 core_start(CoreObject *core, PyObject *Py_UNUSED(ignored))

@@ -595,3 +595,40 @@ def test_set_protocol(loop):
         await sp.closed.wait()
 
     run(loop, main())
+
+
+def test_core_misuse_does_not_crash(aloop):
+    """The C core's methods in any order, after the end, with bad input."""
+    from asyncloop import _loop
+
+    with pytest.raises(TypeError):
+        _loop.SockOp()
+    with pytest.raises(TypeError):
+        _loop.DatagramCore(None, None, None, None, None, False)
+
+    async def main():
+        tr, pr = await aloop.create_datagram_endpoint(
+            Proto, local_addr=('127.0.0.1', 0))
+        core = tr._core
+        with pytest.raises(TypeError):
+            core.sendto()
+        with pytest.raises(TypeError):
+            core.sendto(b'x', ('127.0.0.1', 9), 'extra')
+        aloop.set_exception_handler(lambda lp, ctx: None)
+        # As asyncio: a fatal write error, which closes the transport.
+        core.sendto(b'x', 'not an address')
+        await pr.closed.wait()
+        assert isinstance(pr.lost[0], TypeError)
+        for name in ('close', 'abort', 'is_closing', 'is_reading',
+                     'pause_reading', 'resume_reading', '_start',
+                     '_write_ready', 'get_write_buffer_size',
+                     'get_protocol', 'polling', 'get_write_buffer_limits'):
+            getattr(core, name)()
+        core._call_connection_lost(None)
+        core.set_write_buffer_limits(10, 1)
+        core.sendto(b'late', ('127.0.0.1', 9))
+        core()
+        core.set_protocol(Proto())
+        repr(tr)
+
+    run(aloop, main())
