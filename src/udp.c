@@ -83,6 +83,25 @@ static PyObject *str_datagram_received, *str_error_received,
 
 /* ---- addresses ----------------------------------------------------------- */
 
+/* Dotted quad of an IPv4 address, as inet_ntop() writes it but without
+   its printf machinery, which shows in the profile of a busy endpoint. */
+static void
+format_ipv4(char *out, const struct in_addr *addr)
+{
+    const unsigned char *b = (const unsigned char *)&addr->s_addr;
+    for (int i = 0; i < 4; i++) {
+        unsigned int v = b[i];
+        if (v >= 100) {
+            *out++ = (char)('0' + v / 100);
+        }
+        if (v >= 10) {
+            *out++ = (char)('0' + v / 10 % 10);
+        }
+        *out++ = (char)('0' + v % 10);
+        *out++ = i < 3 ? '.' : '\0';
+    }
+}
+
 /* The address as the socket module's recvfrom() returns it; NULL without
    an exception for the families left to the socket object. */
 static PyObject *
@@ -95,10 +114,18 @@ sockaddr_to_py(const struct sockaddr_storage *ss, socklen_t len)
     switch (ss->ss_family) {
     case AF_INET: {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-        if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)) == NULL) {
+        format_ipv4(host, &sin->sin_addr);
+        PyObject *h = PyUnicode_FromString(host);
+        PyObject *port = h ? PyLong_FromLong(ntohs(sin->sin_port)) : NULL;
+        PyObject *pair = port ? PyTuple_New(2) : NULL;
+        if (pair == NULL) {
+            Py_XDECREF(h);
+            Py_XDECREF(port);
             return NULL;
         }
-        return Py_BuildValue("(si)", host, ntohs(sin->sin_port));
+        PyTuple_SET_ITEM(pair, 0, h);
+        PyTuple_SET_ITEM(pair, 1, port);
+        return pair;
     }
     case AF_INET6: {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
@@ -130,8 +157,8 @@ sockaddr_to_py(const struct sockaddr_storage *ss, socklen_t len)
 }
 
 /* Parses a numeric IPv4/IPv6 address tuple. 1 done, 0 when the socket
-   object has to do it (host names, scopes, other families, bad input: it
-   raises what the socket module raises). */
+   object has to do it (host names, scope names, other families, bad
+   input: it raises what the socket module raises). */
 static int
 py_to_sockaddr(int family, PyObject *addr, struct sockaddr_storage *ss,
                socklen_t *len)
@@ -158,13 +185,28 @@ py_to_sockaddr(int family, PyObject *addr, struct sockaddr_storage *ss,
         *len = sizeof(*sin);
         return 1;
     }
-    if (family == AF_INET6 && PyTuple_GET_SIZE(addr) == 2) {
+    if (family == AF_INET6 && PyTuple_GET_SIZE(addr) <= 4) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        unsigned long extra[2] = {0, 0};     /* flowinfo, scope_id */
+        for (Py_ssize_t i = 2; i < PyTuple_GET_SIZE(addr); i++) {
+            PyObject *item = PyTuple_GET_ITEM(addr, i);
+            if (!PyLong_CheckExact(item)) {
+                return 0;
+            }
+            extra[i - 2] = PyLong_AsUnsignedLong(item);
+            if (PyErr_Occurred() || extra[i - 2] > 0xffffffffUL
+                || (i == 2 && extra[i - 2] > 0xfffffUL)) {
+                PyErr_Clear();
+                return 0;
+            }
+        }
         if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
             return 0;
         }
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)port);
+        sin6->sin6_flowinfo = htonl((uint32_t)extra[0]);
+        sin6->sin6_scope_id = (uint32_t)extra[1];
         *len = sizeof(*sin6);
         return 1;
     }
@@ -397,6 +439,27 @@ receive_with_socket_object(CoreObject *core)
     return res;
 }
 
+/* The Python address of a sender: the object made for the previous
+   datagram when it came from the same sender, which spares building it
+   and lets sendto() back to it find its parsed form cached. */
+static PyObject *
+received_address(CoreObject *core, const struct sockaddr_storage *ss,
+                 socklen_t len)
+{
+    if (core->last_addr != NULL && len == core->last_salen && len > 0
+        && memcmp(ss, &core->last_sa, len) == 0) {
+        return Py_NewRef(core->last_addr);
+    }
+    PyObject *addr = sockaddr_to_py(ss, len);
+    if (addr != NULL && (ss->ss_family == AF_INET
+                         || ss->ss_family == AF_INET6)) {
+        Py_XSETREF(core->last_addr, Py_NewRef(addr));
+        memcpy(&core->last_sa, ss, len);
+        core->last_salen = len;
+    }
+    return addr;
+}
+
 /* Reads one datagram: 1 and (data, addr), 0 when there is none, -1 on
    error. */
 static int
@@ -440,7 +503,7 @@ receive_datagram(CoreObject *core, PyObject **data, PyObject **addr)
     if (*data == NULL) {
         return -1;
     }
-    *addr = sockaddr_to_py(&ss, len);
+    *addr = received_address(core, &ss, len);
     if (*addr == NULL && !PyErr_Occurred()) {
         PyErr_SetString(PyExc_SystemError, "unknown address family");
     }

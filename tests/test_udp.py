@@ -632,3 +632,23 @@ def test_core_misuse_does_not_crash(aloop):
         repr(tr)
 
     run(aloop, main())
+
+
+@pytest.mark.skipif(not HAS_IPV6, reason='no IPv6')
+def test_ipv6_address_forms(loop):
+    async def main():
+        st, sp = await loop.create_datagram_endpoint(
+            lambda: Proto(echo=True), local_addr=('::1', 0))
+        ct, cp = await loop.create_datagram_endpoint(
+            Proto, family=socket.AF_INET6)
+        port = st.get_extra_info('sockname')[1]
+        ct.sendto(b'2', ('::1', port))
+        ct.sendto(b'3', ('::1', port, 0))
+        ct.sendto(b'4', ('::1', port, 0, 0))
+        ct.sendto(b'n', ('localhost', port, 0, 0))
+        await cp.wait_for(4)
+        assert sorted(d for d, _ in cp.received) == [b'2', b'3', b'4', b'n']
+        assert cp.received[0][1] == ('::1', port, 0, 0)
+        await close_all((st, sp), (ct, cp))
+
+    run(loop, main())
