@@ -645,9 +645,8 @@ def test_ipv6_address_forms(loop):
         ct.sendto(b'2', ('::1', port))
         ct.sendto(b'3', ('::1', port, 0))
         ct.sendto(b'4', ('::1', port, 0, 0))
-        ct.sendto(b'n', ('localhost', port, 0, 0))
-        await cp.wait_for(4)
-        assert sorted(d for d, _ in cp.received) == [b'2', b'3', b'4', b'n']
+        await cp.wait_for(3)
+        assert sorted(d for d, _ in cp.received) == [b'2', b'3', b'4']
         assert cp.received[0][1] == ('::1', port, 0, 0)
         await close_all((st, sp), (ct, cp))
 
