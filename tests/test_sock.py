@@ -668,3 +668,40 @@ def test_reader_callback_args_and_exceptions(loop):
 
     with a, b:
         run(loop, main())
+
+
+def test_socket_closed_while_waiting(loop):
+    """Closing the socket under a pending sock_recv: as with asyncio the
+    operation waits on; cancelling it then is clean."""
+    a, b = nb_pair()
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 10))
+        await asyncio.sleep(0.01)
+        fd = a.fileno()
+        a.close()
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert loop.remove_reader(fd) is False
+
+    with b:
+        run(loop, main())
+
+
+def test_sock_op_survives_dropped_references(loop):
+    """The coroutine's caller keeps no reference to the socket or buffer."""
+    a, b = nb_pair()
+
+    async def main():
+        task = asyncio.ensure_future(
+            loop.sock_recv_into(socket.socket(fileno=os.dup(a.fileno())),
+                                bytearray(10)))
+        await asyncio.sleep(0.01)
+        gc.collect()
+        b.send(b'abc')
+        assert await task == 3
+
+    with a, b:
+        run(loop, main())

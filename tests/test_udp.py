@@ -651,3 +651,25 @@ def test_ipv6_address_forms(loop):
         await close_all((st, sp), (ct, cp))
 
     run(loop, main())
+
+
+def test_unix_socketpair_unnamed_peer(loop):
+    """Datagrams from an unnamed UNIX peer carry the address the socket
+    module reports for it."""
+    probe_a, probe_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    probe_b.send(b'probe')
+    expected = probe_a.recvfrom(100)[1]
+    probe_a.close()
+    probe_b.close()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(Proto, sock=a)
+        b.send(b'anon')
+        await pr.wait_for(1)
+        assert pr.received == [(b'anon', expected)]
+        tr.close()
+        await pr.closed.wait()
+
+    with b:
+        run(loop, main())
