@@ -694,10 +694,14 @@ def test_sock_op_survives_dropped_references(loop):
     """The coroutine's caller keeps no reference to the socket or buffer."""
     a, b = nb_pair()
 
+    def dup_nonblocking(sock):
+        dup = socket.socket(fileno=os.dup(sock.fileno()))
+        dup.setblocking(False)
+        return dup
+
     async def main():
         task = asyncio.ensure_future(
-            loop.sock_recv_into(socket.socket(fileno=os.dup(a.fileno())),
-                                bytearray(10)))
+            loop.sock_recv_into(dup_nonblocking(a), bytearray(10)))
         await asyncio.sleep(0.01)
         gc.collect()
         b.send(b'abc')
