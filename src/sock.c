@@ -412,8 +412,9 @@ op_ready(SockOpObject *op, PyObject *const *Py_UNUSED(args),
         return done < 0 ? NULL : Py_NewRef(Py_None);
     }
     if (op->kind == OP_RECV || op->kind == OP_RECV_INTO
-        || op->kind == OP_SENDALL) {
-        /* The socket may have been closed, or its number reused, since. */
+        || op->kind == OP_SENDALL || op->kind == OP_CONNECT) {
+        /* These retries use the descriptor directly: the socket may have
+           been closed, or its number given to another file, since. */
         int fd = sock_fileno(op->sock);
         if (fd == -2) {
             return NULL;
