@@ -145,6 +145,51 @@ method_would_block(void)
     return 0;
 }
 
+/* recv() of up to RECV_BUFFER_SIZE bytes lands here and is copied into
+   bytes of the size received: cheaper than allocating bytes of the size
+   asked for (64 KiB is usual) and shrinking them to the few received.
+   Larger reads go straight into their bytes, where the copy would cost
+   more than it saves. Used with the GIL held; marked busy while the
+   bytes are made, since that may run a collection and let another
+   thread in. */
+#define RECV_BUFFER_SIZE (64 * 1024)
+static char recv_buffer[RECV_BUFFER_SIZE];
+static int recv_buffer_busy;
+
+static int
+recv_result(ssize_t n, int err)
+{
+    if (n >= 0) {
+        return ATTEMPT_DONE;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return ATTEMPT_BLOCKED;
+    }
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return ATTEMPT_ERROR;
+}
+
+static int
+attempt_recv_copied(SockOpObject *op, PyObject **result)
+{
+    recv_buffer_busy = 1;
+    ssize_t n;
+    do {
+        n = recv(op->fd, recv_buffer, (size_t)op->size, 0);
+    } while (n < 0 && errno == EINTR);
+    int err = errno;
+    if (n >= 0) {
+        *result = PyBytes_FromStringAndSize(recv_buffer, n);
+    }
+    recv_buffer_busy = 0;
+    int rc = recv_result(n, err);
+    if (rc == ATTEMPT_DONE && *result == NULL) {
+        return ATTEMPT_ERROR;
+    }
+    return rc;
+}
+
 static int
 attempt_recv(SockOpObject *op, PyObject **result)
 {
@@ -152,6 +197,9 @@ attempt_recv(SockOpObject *op, PyObject **result)
         /* As the socket module: no system call, so no EAGAIN either. */
         *result = PyBytes_FromStringAndSize(NULL, 0);
         return *result ? ATTEMPT_DONE : ATTEMPT_ERROR;
+    }
+    if (op->size <= RECV_BUFFER_SIZE && !recv_buffer_busy) {
+        return attempt_recv_copied(op, result);
     }
     PyObject *data = PyBytes_FromStringAndSize(NULL, op->size);
     if (data == NULL) {
@@ -161,13 +209,10 @@ attempt_recv(SockOpObject *op, PyObject **result)
     do {
         n = recv(op->fd, PyBytes_AS_STRING(data), (size_t)op->size, 0);
     } while (n < 0 && errno == EINTR);
-    if (n < 0) {
+    int rc = recv_result(n, errno);
+    if (rc != ATTEMPT_DONE) {
         Py_DECREF(data);
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return ATTEMPT_BLOCKED;
-        }
-        PyErr_SetFromErrno(PyExc_OSError);
-        return ATTEMPT_ERROR;
+        return rc;
     }
     if (n != op->size && _PyBytes_Resize(&data, n) < 0) {
         return ATTEMPT_ERROR;

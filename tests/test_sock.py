@@ -709,3 +709,21 @@ def test_sock_op_survives_dropped_references(loop):
 
     with a, b:
         run(loop, main())
+
+
+@pytest.mark.parametrize('size', [1, 100, 65536, 65537, 300_000])
+def test_recv_sizes(loop, size):
+    a, b = nb_pair()
+    data = os.urandom(50_000)
+
+    async def main():
+        await loop.sock_sendall(b, data)
+        got = bytearray()
+        while len(got) < len(data):
+            chunk = await loop.sock_recv(a, size)
+            assert 0 < len(chunk) <= size
+            got += chunk
+        assert got == data
+
+    with a, b:
+        run(loop, main())
