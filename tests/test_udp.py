@@ -5,6 +5,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -491,23 +492,17 @@ def test_loop_closed_with_open_transport(new_loop):
             Proto, local_addr=('127.0.0.1', 0))
 
     tr, pr = loop.run_until_complete(main())
-    sock = tr.get_extra_info('socket')
+    raw = tr._sock
     loop.close()
-    try:
-        tr.close()
-    except RuntimeError:
-        pass                            # 'Event loop is closed', as asyncio
-    del tr, pr, sock
-    with pytest.warns(ResourceWarning) if False else _nothing():
+    with pytest.raises(RuntimeError, match='closed'):
+        tr.close()                      # as asyncio: the loop is closed
+    del tr, pr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
         gc.collect()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    # The transport was collected; it closed the socket it owned.
+    assert raw.fileno() == -1
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
 
 
 def test_last_reference_dropped_in_callback(loop):
