@@ -231,12 +231,14 @@ class LowLevelMixin:
         blocksize = count if count else fsize
         if not blocksize:
             return 0
+        # Within what os.sendfile() takes on a 32-bit build, as asyncio.
+        blocksize = min(blocksize, sys.maxsize // 2 + 1)
         fd = sock.fileno()
         total_sent = 0
         try:
             while not count or total_sent < count:
                 if count:
-                    blocksize = count - total_sent
+                    blocksize = min(count - total_sent, sys.maxsize // 2 + 1)
                 try:
                     sent = os.sendfile(fd, fileno, offset + total_sent,
                                        blocksize)
