@@ -28,6 +28,12 @@
 /* Datagrams read per readable event, so that a flood cannot keep the loop
    from its timers and other callbacks. */
 #define READS_PER_EVENT 16
+/* IPv4 and IPv6 datagrams are read RECV_BATCH at a time with recvmmsg():
+   one system call for a burst, and a batch that comes back short tells
+   that the socket is drained without asking it again. Their payload is
+   at most 65535 bytes. */
+#define RECV_BATCH 16
+#define RECV_SLOT 65536
 /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 #define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
@@ -38,6 +44,8 @@
    marked busy meanwhile and a read that finds it busy uses its own. */
 static char recv_buffer[MAX_DATAGRAM];
 static int recv_buffer_busy;
+static char batch_buffer[RECV_BATCH][RECV_SLOT];
+static int batch_buffer_busy;
 
 typedef struct {
     PyObject *data;             /* bytes */
@@ -59,6 +67,10 @@ typedef struct {
     Py_ssize_t buf_head, buf_len, buf_cap;
     Py_ssize_t buffer_size;
     Py_ssize_t high_water, low_water;
+    /* Datagrams read in one batch and not yet delivered, when the
+       protocol paused reading, or raised, in the middle of the batch. */
+    Datagram received[RECV_BATCH];
+    int recv_next, recv_count;
     /* The last address sendto() parsed, and its parsed form. */
     PyObject *last_addr;
     struct sockaddr_storage last_sa;
@@ -514,13 +526,79 @@ receive_datagram(CoreObject *core, PyObject **data, PyObject **addr)
     return 1;
 }
 
+static void
+received_clear(CoreObject *core)
+{
+    for (int i = core->recv_next; i < core->recv_count; i++) {
+        Py_CLEAR(core->received[i].data);
+        Py_CLEAR(core->received[i].addr);
+    }
+    core->recv_next = core->recv_count = 0;
+}
+
+/* Reads a batch with recvmmsg() into core->received: the count, 0 when
+   there is nothing to read, -1 on error. */
 static int
-read_once(CoreObject *core)
+receive_batch(CoreObject *core)
+{
+    struct mmsghdr msgs[RECV_BATCH];
+    struct iovec iov[RECV_BATCH];
+    struct sockaddr_storage addrs[RECV_BATCH];
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < RECV_BATCH; i++) {
+        iov[i].iov_base = batch_buffer[i];
+        iov[i].iov_len = RECV_SLOT;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+    }
+    batch_buffer_busy = 1;
+    int n;
+    do {
+        n = recvmmsg(core->fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    int err = errno;
+    int made = 0;
+    for (; made < n; made++) {
+        Datagram *d = &core->received[made];
+        d->data = PyBytes_FromStringAndSize(batch_buffer[made],
+                                            (Py_ssize_t)msgs[made].msg_len);
+        d->addr = d->data ? received_address(
+            core, &addrs[made], msgs[made].msg_hdr.msg_namelen) : NULL;
+        if (d->addr == NULL) {
+            Py_CLEAR(d->data);
+            break;
+        }
+    }
+    batch_buffer_busy = 0;
+    core->recv_next = 0;
+    core->recv_count = made;
+    if (n < 0) {
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return 0;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (made < n) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "unknown address family");
+        }
+        return made > 0 ? made : -1;
+    }
+    return n;
+}
+
+/* Reads one datagram into core->received: 1, 0 when there is none, -1 on
+   error. */
+static int
+receive_one(CoreObject *core)
 {
     PyObject *data = NULL, *addr = NULL;
     int rc;
-    if (core->family == AF_INET || core->family == AF_INET6
-        || core->family == AF_UNIX) {
+    if (core->family == AF_UNIX) {
         rc = receive_datagram(core, &data, &addr);
     }
     else {
@@ -538,18 +616,68 @@ read_once(CoreObject *core)
             addr = Py_NewRef(PyTuple_GET_ITEM(pair, 1));
             rc = 1;
         }
+        else {
+            PyErr_SetString(PyExc_TypeError,
+                            "recvfrom() did not return (data, address)");
+        }
         Py_XDECREF(pair);
     }
-    if (rc <= 0) {
-        return rc;
+    if (rc == 1) {
+        core->received[0].data = data;
+        core->received[0].addr = addr;
+        core->recv_next = 0;
+        core->recv_count = 1;
     }
-    rc = call_protocol(core, str_datagram_received, data, addr);
-    Py_DECREF(data);
-    Py_DECREF(addr);
-    return rc < 0 ? -2 : 1;
+    return rc;
 }
 
-/* The reader: called from the ready queue when the socket is readable. */
+/* Reads what the socket has: the number of datagrams read, 0 when none,
+   -1 on error. Sets *drained when the socket is known to be empty. */
+static int
+receive(CoreObject *core, int *drained)
+{
+    if ((core->family == AF_INET || core->family == AF_INET6)
+        && !batch_buffer_busy) {
+        int n = receive_batch(core);
+        *drained = n < RECV_BATCH;
+        return n;
+    }
+    int n = receive_one(core);
+    *drained = n <= 0;
+    return n;
+}
+
+/* Hands the next datagram read to the protocol; -1 if it raised. */
+static int
+deliver_one(CoreObject *core)
+{
+    Datagram d = core->received[core->recv_next];
+    core->received[core->recv_next].data = NULL;
+    core->received[core->recv_next].addr = NULL;
+    if (++core->recv_next == core->recv_count) {
+        core->recv_next = core->recv_count = 0;
+    }
+    int rc = call_protocol(core, str_datagram_received, d.data, d.addr);
+    Py_DECREF(d.data);
+    Py_DECREF(d.addr);
+    return rc;
+}
+
+/* A read failed: OSErrors go to error_received(), as asyncio. */
+static int
+report_read_error(CoreObject *core)
+{
+    if (is_interrupt()) {
+        return -1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_OSError)) {
+        return report_error_received(core);
+    }
+    return fatal_error(core, "Fatal read error on datagram transport");
+}
+
+/* The reader: called from the ready queue when the socket is readable,
+   and by resume_reading() when datagrams read before the pause wait. */
 static PyObject *
 core_read_ready(CoreObject *core, PyObject *const *Py_UNUSED(args),
                 size_t Py_UNUSED(nargsf), PyObject *Py_UNUSED(kwnames))
@@ -558,34 +686,44 @@ core_read_ready(CoreObject *core, PyObject *const *Py_UNUSED(args),
         Py_RETURN_NONE;
     }
     Py_INCREF(core);
-    PyObject *res = Py_None;
+    int rc = 0, drained = 0;
     for (int i = 0; i < READS_PER_EVENT; i++) {
         if (core->conn_lost || core->closing || core->paused) {
             break;
         }
-        int rc = read_once(core);
-        if (rc == 1) {
-            continue;
-        }
-        if (rc == -1) {
-            if (is_interrupt()) {
-                res = NULL;
+        if (core->recv_count == 0) {
+            if (drained) {
+                break;
             }
-            else if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                res = report_error_received(core) < 0 ? NULL : Py_None;
+            int n = receive(core, &drained);
+            if (n < 0) {
+                rc = report_read_error(core);
             }
-            else if (fatal_error(core, "Fatal read error on datagram "
-                                       "transport") < 0) {
-                res = NULL;
+            if (n <= 0) {
+                break;
             }
         }
-        else if (rc == -2) {
-            res = NULL;             /* the protocol raised */
+        if ((rc = deliver_one(core)) < 0) {
+            break;
         }
-        break;
+    }
+    if (core->conn_lost || core->closing) {
+        received_clear(core);
+    }
+    else if (rc < 0 && core->recv_count > 0 && !core->paused) {
+        /* The protocol raised with more of the batch to come: deliver it
+           soon rather than at the next datagram. */
+        PyObject *exc = err_fetch();
+        HandleObject *h = loop_call_soon(core->loop, (PyObject *)core,
+                                         asyncloop_state.empty_tuple, NULL);
+        Py_XDECREF(h);
+        if (h == NULL) {
+            PyErr_Clear();
+        }
+        err_restore(exc);
     }
     Py_DECREF(core);
-    return Py_XNewRef(res);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -900,6 +1038,7 @@ call_connection_lost_now(CoreObject *core, PyObject *exc)
     Py_CLEAR(core->loop);
     Py_CLEAR(core->transport);
     buffer_clear(core);
+    received_clear(core);
     core->fd = -1;
     if (saved != NULL) {
         err_restore(saved);
@@ -995,6 +1134,15 @@ core_resume_reading(CoreObject *core, PyObject *Py_UNUSED(ignored))
     core->paused = 0;
     if (core->started && watch(core, 0) < 0) {
         return NULL;
+    }
+    if (core->recv_count > 0) {
+        /* Read before the pause: delivered now, not at the next datagram. */
+        HandleObject *h = loop_call_soon(core->loop, (PyObject *)core,
+                                         asyncloop_state.empty_tuple, NULL);
+        if (h == NULL) {
+            return NULL;
+        }
+        Py_DECREF(h);
     }
     Py_RETURN_NONE;
 }
@@ -1146,6 +1294,10 @@ core_traverse(CoreObject *core, visitproc visit, void *arg)
         Py_VISIT(d->data);
         Py_VISIT(d->addr);
     }
+    for (int i = core->recv_next; i < core->recv_count; i++) {
+        Py_VISIT(core->received[i].data);
+        Py_VISIT(core->received[i].addr);
+    }
     return 0;
 }
 
@@ -1153,6 +1305,7 @@ static int
 core_clear(CoreObject *core)
 {
     buffer_clear(core);
+    received_clear(core);
     Py_CLEAR(core->read_handle);
     Py_CLEAR(core->write_handle);
     Py_CLEAR(core->loop);

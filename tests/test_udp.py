@@ -668,3 +668,61 @@ def test_unix_socketpair_unnamed_peer(loop):
 
     with b:
         run(loop, main())
+
+
+@pytest.mark.parametrize('family,host', [
+    (socket.AF_INET, '127.0.0.1'),
+    pytest.param(socket.AF_INET6, '::1',
+                 marks=pytest.mark.skipif(not HAS_IPV6, reason='no IPv6')),
+])
+def test_pause_reading_inside_a_burst(loop, family, host):
+    """Reading paused by the protocol in the middle of queued datagrams:
+    none is delivered while paused, none is lost or reordered after."""
+    class Pauser(Proto):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if len(self.received) in (1, 5):
+                self.transport.pause_reading()
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            Pauser, local_addr=(host, 0))
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        for i in range(10):
+            s.sendto(b'%d' % i, tr.get_extra_info('sockname'))
+        s.close()
+        await pr.wait_for(1)
+        await asyncio.sleep(0.02)
+        assert len(pr.received) == 1
+        assert not tr.is_reading()
+        tr.resume_reading()
+        await pr.wait_for(5)
+        await asyncio.sleep(0.02)
+        assert len(pr.received) == 5
+        tr.resume_reading()
+        await pr.wait_for(10)
+        assert [d for d, _ in pr.received] == [b'%d' % i for i in range(10)]
+        tr.close()
+        await pr.closed.wait()
+
+    run(loop, main())
+
+
+def test_close_inside_a_burst(loop):
+    class Closer(Proto):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            self.transport.close()
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            Closer, local_addr=('127.0.0.1', 0))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(5):
+            s.sendto(b'x', tr.get_extra_info('sockname'))
+        s.close()
+        await pr.closed.wait()
+        assert len(pr.received) == 1
+        assert pr.lost == [None]
+
+    run(loop, main())
