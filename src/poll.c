@@ -6,7 +6,12 @@
    the caller's back, and abort() the process when a descriptor is closed
    before libuv registers it; here every epoll_ctl() error is ours to turn
    into an OSError, and a descriptor closed and reused by the caller is
-   registered again rather than silently never reported. */
+   registered again rather than silently never reported.
+
+   C code (the sock_* operations, the datagram transport) watches
+   descriptors through the same dicts with poll_watch()/poll_unwatch(),
+   giving a C callable as the Handle's callback, so that a reader added
+   from Python and one added from C replace each other as asyncio's do. */
 #include "asyncloop.h"
 #include <errno.h>
 #include <sys/epoll.h>
