@@ -420,18 +420,22 @@ class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
 
     def add_reader(self, fd, callback, *args):
         """Call callback(*args) whenever fd is readable."""
+        self._ensure_fd_no_transport(fd)
         self._add_reader(fd, callback, *args)
 
     def remove_reader(self, fd):
         """Stop watching fd for reading; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
         return self._remove_reader(fd)
 
     def add_writer(self, fd, callback, *args):
         """Call callback(*args) whenever fd is writable."""
+        self._ensure_fd_no_transport(fd)
         self._add_writer(fd, callback, *args)
 
     def remove_writer(self, fd):
         """Stop watching fd for writing; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
 
     # ---- signals ---------------------------------------------------------

@@ -232,6 +232,27 @@ int loop_add_methods(PyMethodDef *defs);
 int poll_init(PyObject *module);
 /* Unregisters every reader and writer and closes the epoll instance. */
 void poll_close(LoopObject *loop);
+/* An int, or an object with fileno(): the descriptor, or -1 with
+   ValueError set. */
+int poll_fileobj_to_fd(PyObject *fileobj);
+/* add_reader (for_write 0) / add_writer (1) for C code: callback(*args)
+   runs from the ready queue whenever fd is ready. Replaces (and cancels)
+   the handle watching fd before. Returns the new Handle (a new reference)
+   or NULL with an exception set. */
+HandleObject *poll_watch(LoopObject *loop, int for_write, int fd,
+                         PyObject *callback, PyObject *args);
+/* remove_reader / remove_writer: 1 if fd was watched, 0 if not, -1 on
+   error. */
+int poll_unwatch(LoopObject *loop, int for_write, int fd);
+/* RuntimeError unless fd is free of the loop's transports: the registry
+   is loop._transports, {fd: transport}, which transports fill when they
+   adopt a descriptor (see asyncloop/_lowlevel.py). 0 or -1. */
+int poll_check_no_transport(LoopObject *loop, int fd);
+
+/* ---- sock_* coroutines (sock.c), datagram transport (udp.c) ------------ */
+
+int sock_init(PyObject *module);
+int udp_init(PyObject *module);
 
 /* ---- errors (errors.c) --------------------------------------------------- */
 
