@@ -64,6 +64,7 @@ typedef struct {
     PyObject *str_handle;
     PyObject *str_source_traceback;
     PyObject *kwnames_loop;          /* ('loop',) */
+    PyObject *kwnames_debug;         /* ('debug',) */
     PyObject *empty_tuple;
 } ModuleState;
 

@@ -147,10 +147,17 @@ static PyObject *
 handle_format_callback(HandleObject *h)
 {
     /* After cancel() both are gone, as in asyncio, which formats None. */
-    return PyObject_CallFunctionObjArgs(
-        asyncloop_state.format_callback_source,
-        h->callback ? h->callback : Py_None,
-        h->args ? h->args : Py_None, NULL);
+    PyObject *args[3] = {h->callback ? h->callback : Py_None,
+                         h->args ? h->args : Py_None, NULL};
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13 shows the arguments in debug mode only. */
+    args[2] = h->loop != NULL && h->loop->debug ? Py_True : Py_False;
+    return PyObject_Vectorcall(asyncloop_state.format_callback_source, args,
+                               2, asyncloop_state.kwnames_debug);
+#else
+    return PyObject_Vectorcall(asyncloop_state.format_callback_source, args,
+                               2, NULL);
+#endif
 }
 
 /* An exception of the callback goes to the loop's exception handler, as

@@ -697,6 +697,28 @@ done:
     return task;
 }
 
+/* The default loop of 3.11-3.13 takes name= and context= only; later
+   ones pass any keyword on to the task (eager_start=, ...), which the
+   code below already does. */
+static int
+check_create_task_keywords(PyObject *kwnames)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    Py_ssize_t n = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_Compare(name, asyncloop_state.str_name) != 0
+            && PyUnicode_Compare(name, asyncloop_state.str_context) != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "create_task() got an unexpected keyword argument "
+                         "'%S'", name);
+            return -1;
+        }
+    }
+#endif
+    return 0;
+}
+
 static PyObject *
 loop_py_create_task(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames)
@@ -707,7 +729,8 @@ loop_py_create_task(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
                      "(%zd given)", nargs);
         return NULL;
     }
-    if (loop_check_closed(loop) < 0) {
+    if (check_create_task_keywords(kwnames) < 0
+        || loop_check_closed(loop) < 0) {
         return NULL;
     }
     if (loop->task_factory == NULL || loop->task_factory == Py_None) {

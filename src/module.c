@@ -57,8 +57,9 @@ init_state(ModuleState *st)
         return -1;
     }
     st->kwnames_loop = PyTuple_Pack(1, st->str_loop);
+    st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
-    return st->kwnames_loop && st->empty_tuple ? 0 : -1;
+    return st->kwnames_loop && st->kwnames_debug && st->empty_tuple ? 0 : -1;
 }
 
 /* Registered with os.register_at_fork(after_in_child=...). */

@@ -381,7 +381,7 @@ def _run_in_thread(loop, main):
         except BaseException as exc:
             result.append(('error', exc))
 
-    th = threading.Thread(target=worker)
+    th = threading.Thread(target=worker, daemon=True)
     th.start()
     assert started.wait(30)
 

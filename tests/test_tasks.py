@@ -622,17 +622,18 @@ def test_run_coroutine_threadsafe_into_a_loop_thread(loop):
         loop.call_soon(started.set)
         loop.run_forever()
 
-    th = threading.Thread(target=runner)
+    # A daemon, so that a loop that never wakes up cannot hang the run.
+    th = threading.Thread(target=runner, daemon=True)
     th.start()
     try:
         assert started.wait(10)
         t0 = time.monotonic()
         results = [asyncio.run_coroutine_threadsafe(sleeps(0, i), loop)
-                   .result(timeout=10) for i in range(20)]
+                   .result(timeout=5) for i in range(20)]
         elapsed = time.monotonic() - t0
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        th.join(10)
+        th.join(5)
     assert results == list(range(20))
     assert elapsed < 5
 
