@@ -120,6 +120,7 @@ add_type(PyObject *module, PyTypeObject *type, const char *name)
 /* Each file that adds types or Loop methods has an init function here. */
 static int (*const part_inits[])(PyObject *) = {
     poll_init,
+    stream_init,
 };
 
 static int
