@@ -1448,8 +1448,12 @@ transport_socket(TransportObject *tr)
         if (dupfd < 0) {
             return PyErr_SetFromErrno(PyExc_OSError);
         }
-        tr->sock = PyObject_CallFunction(socket_socket, "OOOi", Py_None,
-                                         Py_None, Py_None, dupfd);
+        PyObject *kwargs = Py_BuildValue("{si}", "fileno", dupfd);
+        if (kwargs != NULL) {
+            tr->sock = PyObject_Call(socket_socket, asyncloop_state.empty_tuple,
+                                     kwargs);
+            Py_DECREF(kwargs);
+        }
         if (tr->sock == NULL) {
             close(dupfd);
             return NULL;
