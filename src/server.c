@@ -5,7 +5,12 @@
 
    The listener watches a duplicate of the Python socket's descriptor (the
    Server keeps the Python socket for Server.sockets and closes it itself),
-   so each descriptor has exactly one owner. */
+   so each descriptor has exactly one owner.
+
+   Accepting is done here rather than by uv_listen(): when accept() fails
+   for lack of descriptors, asyncio reports it, stops accepting for a
+   second and leaves the waiting connections in the backlog, where libuv
+   would drop them; this does the same. */
 #include "asyncloop.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -16,12 +21,10 @@ typedef struct {
     PyObject_HEAD
     Resource res;
     LoopObject *loop;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } uv;
+    uv_poll_t poll;              /* readability of the listening socket */
+    int fd;                      /* our duplicate of the socket's descriptor */
+    int open_handles;            /* each holds a reference to the object */
+    PyObject *resume;            /* bound _resume_accepting, for call_later */
     PyObject *protocol_factory;
     PyObject *server;
     PyObject *sock;              /* the Python listening socket */
@@ -30,6 +33,7 @@ typedef struct {
     char nodelay;
     char uv_open;
     char listening;
+    char listened;               /* listen() done on the socket */
 } ListenerObject;
 
 static PyTypeObject Listener_Type;
@@ -41,7 +45,9 @@ static void
 listener_close_cb(uv_handle_t *handle)
 {
     ListenerObject *ls = (ListenerObject *)handle->data;
-    loop_unlink_resource(&ls->res);
+    if (--ls->open_handles == 0) {
+        loop_unlink_resource(&ls->res);
+    }
     Py_DECREF(ls);
 }
 
@@ -53,7 +59,13 @@ listener_close_handle(ListenerObject *ls)
     }
     ls->uv_open = 0;
     ls->listening = 0;
-    uv_close(&ls->uv.handle, listener_close_cb);
+    /* libuv closes nothing it was only asked to poll: the descriptor is
+       ours to close, once. */
+    uv_close((uv_handle_t *)&ls->poll, listener_close_cb);
+    if (ls->fd >= 0) {
+        close(ls->fd);
+        ls->fd = -1;
+    }
 }
 
 static void
@@ -142,21 +154,21 @@ report_creation_error(ListenerObject *ls, PyObject *protocol)
 }
 
 static void
-accept_one(ListenerObject *ls)
+accept_fd(ListenerObject *ls, int fd)
 {
     TransportObject *tr = transport_alloc(ls->loop, ls->is_tcp);
     if (tr == NULL) {
+        close(fd);
         report_creation_error(ls, NULL);
         return;
     }
-    int err = uv_accept(&ls->uv.stream, &tr->uv.stream);
+    int err = ls->is_tcp ? uv_tcp_open(&tr->uv.tcp, fd)
+                         : uv_pipe_open(&tr->uv.pipe, fd);
     if (err < 0) {
+        close(fd);
         error_from_uv(err);
-        PyErr_Clear();
+        report_creation_error(ls, NULL);
         transport_discard(tr);
-        if (err != UV_EAGAIN) {
-            report_accept_error(ls, err);
-        }
         return;
     }
     PyObject *protocol = PyObject_CallNoArgs(ls->protocol_factory);
@@ -167,8 +179,12 @@ accept_one(ListenerObject *ls)
             || PyErr_ExceptionMatches(PyExc_SystemExit)) {
             loop_set_pending_error(ls->loop);
         }
-        else {
+        else if (ls->loop->debug) {
+            /* asyncio reports this in debug mode only. */
             report_creation_error(ls, protocol);
+        }
+        else {
+            PyErr_Clear();
         }
         Py_XDECREF(protocol);
         transport_discard(tr);
@@ -178,10 +194,38 @@ accept_one(ListenerObject *ls)
     Py_DECREF(tr);
 }
 
-static void
-connection_cb(uv_stream_t *stream, int status)
+static void poll_cb(uv_poll_t *handle, int status, int events);
+
+/* Returns 0 to go on accepting, -1 to stop for this round. */
+static int
+accept_failed(ListenerObject *ls, int err)
 {
-    ListenerObject *ls = (ListenerObject *)stream->data;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR
+        || err == ECONNABORTED) {
+        return -1;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        report_accept_error(ls, -err);
+        /* asyncio's ACCEPT_RETRY_DELAY: one second. The loop's own timer
+           (call_later) rather than a uv_timer_t: the loop runs libuv only
+           when libuv has I/O to report. */
+        uv_poll_stop(&ls->poll);
+        PyObject *h = PyObject_CallMethod((PyObject *)ls->loop, "call_later",
+                                          "dO", 1.0, ls->resume);
+        if (h == NULL) {
+            PyErr_WriteUnraisable((PyObject *)ls);
+        }
+        Py_XDECREF(h);
+        return -1;
+    }
+    report_accept_error(ls, -err);
+    return -1;
+}
+
+static void
+poll_cb(uv_poll_t *handle, int status, int events)
+{
+    ListenerObject *ls = (ListenerObject *)handle->data;
     if (!ls->listening) {
         return;
     }
@@ -189,8 +233,17 @@ connection_cb(uv_stream_t *stream, int status)
     if (status < 0) {
         report_accept_error(ls, status);
     }
-    else {
-        accept_one(ls);
+    /* As asyncio: at most backlog connections per wake-up, so that one
+       busy server cannot starve the rest of the loop. */
+    for (int i = 0; i < ls->backlog && ls->listening && status == 0; i++) {
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (accept_failed(ls, errno) < 0) {
+                break;
+            }
+            continue;
+        }
+        accept_fd(ls, fd);
     }
     Py_DECREF(ls);
 }
@@ -207,11 +260,29 @@ listener_listen(ListenerObject *ls, PyObject *Py_UNUSED(ignored))
     if (ls->listening) {
         Py_RETURN_NONE;
     }
-    int err = uv_listen(&ls->uv.stream, ls->backlog, connection_cb);
+    if (!ls->listened) {
+        if (listen(ls->fd, ls->backlog) < 0) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        ls->listened = 1;
+    }
+    int err = uv_poll_start(&ls->poll, UV_READABLE, poll_cb);
     if (err < 0) {
         return error_from_uv(err);
     }
     ls->listening = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+listener_resume(ListenerObject *ls, PyObject *Py_UNUSED(ignored))
+{
+    if (ls->listening) {
+        int err = uv_poll_start(&ls->poll, UV_READABLE, poll_cb);
+        if (err < 0) {
+            return error_from_uv(err);
+        }
+    }
     Py_RETURN_NONE;
 }
 
@@ -276,25 +347,25 @@ listener_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     ls->is_tcp = family == AF_INET || family == AF_INET6;
     ls->nodelay = ls->is_tcp && proto == IPPROTO_TCP;
     ls->res.close = listener_resource_close;
-    int err = ls->is_tcp ? uv_tcp_init(&lp->uv, &ls->uv.tcp)
-                         : uv_pipe_init(&lp->uv, &ls->uv.pipe, 0);
+    ls->fd = dupfd;
+    int err = uv_poll_init(&lp->uv, &ls->poll, dupfd);
     if (err < 0) {
         close(dupfd);
+        ls->fd = -1;
         Py_DECREF(ls);
         return error_from_uv(err);
     }
-    ls->uv.handle.data = ls;
+    ls->poll.data = ls;
     ls->uv_open = 1;
+    ls->open_handles = 1;
     Py_INCREF(ls);              /* owned by the open handle */
-    loop_link_resource(lp, &ls->res);
-    err = ls->is_tcp ? uv_tcp_open(&ls->uv.tcp, dupfd)
-                     : uv_pipe_open(&ls->uv.pipe, dupfd);
-    if (err < 0) {
-        close(dupfd);
+    ls->resume = PyObject_GetAttrString((PyObject *)ls, "_resume_accepting");
+    if (ls->resume == NULL) {
         listener_close_handle(ls);
         Py_DECREF(ls);
-        return error_from_uv(err);
+        return NULL;
     }
+    loop_link_resource(lp, &ls->res);
     return (PyObject *)ls;
 }
 
@@ -305,6 +376,7 @@ listener_traverse(ListenerObject *ls, visitproc visit, void *arg)
     Py_VISIT(ls->protocol_factory);
     Py_VISIT(ls->server);
     Py_VISIT(ls->sock);
+    Py_VISIT(ls->resume);
     return 0;
 }
 
@@ -314,6 +386,7 @@ listener_clear(ListenerObject *ls)
     Py_CLEAR(ls->protocol_factory);
     Py_CLEAR(ls->server);
     Py_CLEAR(ls->sock);
+    Py_CLEAR(ls->resume);
     return 0;
 }
 
@@ -329,6 +402,8 @@ listener_dealloc(ListenerObject *ls)
 static PyMethodDef listener_methods[] = {
     {"listen", (PyCFunction)listener_listen, METH_NOARGS,
      "Start accepting connections."},
+    {"_resume_accepting", (PyCFunction)listener_resume, METH_NOARGS,
+     "Accept again after a lack of descriptors."},
     {"close", (PyCFunction)listener_close, METH_NOARGS,
      "Stop accepting and close the listener's descriptor."},
     {NULL, NULL, 0, NULL}
