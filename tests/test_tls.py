@@ -23,11 +23,19 @@ def _openssl(*args, cwd):
 @pytest.fixture(scope='module')
 def certs(tmp_path_factory):
     d = tmp_path_factory.mktemp('certs')
+    # The extensions Python 3.13's strict verification asks for.
     _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
              '-subj', '/CN=asyncloop test CA', '-keyout', 'ca.key',
+             '-addext', 'basicConstraints=critical,CA:TRUE',
+             '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
              '-out', 'ca.pem', cwd=d)
     (d / 'ext.cnf').write_text(
-        'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+        'subjectAltName=DNS:localhost,IP:127.0.0.1\n'
+        'basicConstraints=critical,CA:FALSE\n'
+        'keyUsage=critical,digitalSignature,keyEncipherment\n'
+        'extendedKeyUsage=serverAuth\n'
+        'authorityKeyIdentifier=keyid\n'
+        'subjectKeyIdentifier=hash\n')
     _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
              '-keyout', 'server.key', '-out', 'server.csr', cwd=d)
     _openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey',
