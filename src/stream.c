@@ -619,7 +619,7 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
     Py_ssize_t first = 0;
     size_t skip = 0;
     if (!tr->write_inflight && tr->npending == 0) {
-        uv_buf_t small[16];
+        uv_buf_t small[16] = {{0}};
         uv_buf_t *bufs = small;
         if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
             bufs = PyMem_Malloc(n * sizeof(uv_buf_t));
