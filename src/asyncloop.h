@@ -246,6 +246,9 @@ typedef struct TransportObject {
     size_t high_water, low_water;
     unsigned long conn_lost;     /* asyncio's _conn_lost */
     char is_tcp;
+    char kind;                   /* TRANSPORT_SOCKET, _READ_PIPE, _WRITE_PIPE */
+    int peer_watch_fd;           /* write pipe: fd watched by add_reader to
+                                    see the reader go away, or -1 */
     char uv_open;                /* handle open (not uv_close()d) */
     char started;                /* connection_made() was called */
     char closing;                /* asyncio's _closing */
@@ -260,7 +263,10 @@ typedef struct TransportObject {
     char protocol_paused;        /* pause_writing() called */
     char write_inflight;
     char connection_lost_called;
+    char sock_closed;            /* the Python socket/pipe was closed */
 } TransportObject;
+
+enum { TRANSPORT_SOCKET, TRANSPORT_READ_PIPE, TRANSPORT_WRITE_PIPE };
 
 extern PyTypeObject *SocketTransport_Type;
 

@@ -228,13 +228,35 @@ static void
 close_python_socket(TransportObject *tr)
 {
     PyObject *sock = tr->sock;
-    if (sock == NULL) {
+    if (sock == NULL || tr->sock_closed) {
         return;
     }
+    tr->sock_closed = 1;
     PyObject *exc = err_fetch();
     PyObject *res = PyObject_CallMethodNoArgs(sock, str_close);
     if (res == NULL) {
         PyErr_WriteUnraisable(sock);
+    }
+    Py_XDECREF(res);
+    if (exc != NULL) {
+        err_restore(exc);
+    }
+}
+
+/* A write pipe's reader end is watched with the loop's add_reader on the
+   Python pipe's own descriptor; stop before that descriptor is closed. */
+static void
+unwatch_peer(TransportObject *tr)
+{
+    if (tr->peer_watch_fd < 0) {
+        return;
+    }
+    PyObject *exc = err_fetch();
+    PyObject *res = PyObject_CallMethod((PyObject *)tr->loop, "_remove_reader",
+                                        "i", tr->peer_watch_fd);
+    tr->peer_watch_fd = -1;
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)tr);
     }
     Py_XDECREF(res);
     if (exc != NULL) {
@@ -248,17 +270,19 @@ close_handle(TransportObject *tr)
     if (!tr->uv_open) {
         return;
     }
+    unwatch_peer(tr);
     tr->uv_open = 0;
     if (tr->in_buffer) {
         PyBuffer_Release(&tr->read_view);
         tr->in_buffer = 0;
     }
     uv_close(TR_HANDLE(tr), close_cb);
-    close_python_socket(tr);
 }
 
 /* Resource.close, from Loop.close(): the loop is going away, no protocol
-   callback can run any more. */
+   callback can run any more. As with asyncio, the Python socket or pipe
+   stays open (closed with a ResourceWarning when the transport is
+   collected, as asyncio's transports do). */
 static void
 resource_close(Resource *res)
 {
@@ -311,6 +335,7 @@ tr_call_connection_lost(TransportObject *tr, PyObject *exc)
     PyObject *err = res == NULL ? err_fetch() : NULL;
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
     close_handle(tr);
+    close_python_socket(tr);
     drop_protocol(tr);
     if (tr->server != NULL) {
         if (server_call(tr, str_detach) < 0) {
@@ -388,20 +413,69 @@ force_close(TransportObject *tr, PyObject *exc)
     return schedule_connection_lost(tr, exc);
 }
 
-/* asyncio's _fatal_error: OSErrors are only logged in debug mode, other
-   exceptions go to the exception handler; the connection is closed. */
+/* The _close(exc) of asyncio's pipe transports. */
+static int
+pipe_close(TransportObject *tr, PyObject *exc)
+{
+    tr->closing = 1;
+    chunks_release(tr->pending, &tr->npending, &tr->pending_size);
+    stop_reading(tr);
+    unwatch_peer(tr);
+    return schedule_connection_lost(tr, exc);
+}
+
+static int
+is_eio(PyObject *exc)
+{
+    if (!PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        return 0;
+    }
+    PyObject *no = PyObject_GetAttrString(exc, "errno");
+    if (no == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int eio = PyLong_Check(no) && PyLong_AsLong(no) == EIO;
+    Py_DECREF(no);
+    return eio;
+}
+
+/* asyncio's _fatal_error: OSErrors are only logged in debug mode (for a
+   read pipe only EIO, the end of a PTY), other exceptions go to the
+   exception handler; the connection is closed. */
 static void
 fatal_error(TransportObject *tr, PyObject *exc, const char *message)
 {
-    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+    int quiet = tr->kind == TRANSPORT_READ_PIPE
+                ? is_eio(exc)
+                : PyErr_GivenExceptionMatches(exc, PyExc_OSError);
+    if (quiet) {
         log_debug(tr, message);
     }
     else {
         report_error(tr, message, exc);
     }
-    if (force_close(tr, exc) < 0) {
+    int rc;
+    if (tr->kind == TRANSPORT_SOCKET) {
+        rc = force_close(tr, exc);
+    }
+    else {
+        if (tr->kind == TRANSPORT_WRITE_PIPE) {
+            tr->conn_lost++;
+        }
+        rc = pipe_close(tr, exc);
+    }
+    if (rc < 0) {
         PyErr_WriteUnraisable((PyObject *)tr);
     }
+}
+
+static const char *
+write_error_message(TransportObject *tr)
+{
+    return tr->kind == TRANSPORT_SOCKET
+           ? "Fatal write error on socket transport"
+           : "Fatal write error on pipe transport";
 }
 
 /* For a failed Python call inside a libuv callback: KeyboardInterrupt and
@@ -558,12 +632,12 @@ write_cb(uv_write_t *req, int status)
     }
     Py_INCREF(tr);
     if (status < 0) {
-        fatal_uv_error(tr, status, "Fatal write error on socket transport");
+        fatal_uv_error(tr, status, write_error_message(tr));
     }
     else if (tr->npending > 0) {
         int err = submit_pending(tr);
         if (err < 0) {
-            fatal_uv_error(tr, err, "Fatal write error on socket transport");
+            fatal_uv_error(tr, err, write_error_message(tr));
         }
         else if (maybe_resume_protocol(tr) < 0) {
             loop_set_pending_error(tr->loop);
@@ -636,8 +710,7 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
             PyMem_Free(bufs);
         }
         if (written < 0 && written != UV_EAGAIN) {
-            fatal_uv_error(tr, written,
-                           "Fatal write error on socket transport");
+            fatal_uv_error(tr, written, write_error_message(tr));
             return PyErr_Occurred() ? -1 : 0;
         }
         size_t done = written < 0 ? 0 : (size_t)written;
@@ -661,7 +734,7 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
     if (submit) {
         int err = submit_pending(tr);
         if (err < 0) {
-            fatal_uv_error(tr, err, "Fatal write error on socket transport");
+            fatal_uv_error(tr, err, write_error_message(tr));
             return PyErr_Occurred() ? -1 : 0;
         }
     }
@@ -685,13 +758,16 @@ check_bytes_like(PyObject *data)
 static int
 write_after_lost(TransportObject *tr)
 {
-    if (!tr->conn_lost && tr->uv_open) {
+    int pipe = tr->kind != TRANSPORT_SOCKET;
+    if (!tr->conn_lost && tr->uv_open && !(pipe && tr->closing)) {
         return 0;
     }
     if (tr->conn_lost >= CONNLOST_WRITES_WARNING) {
-        PyObject *res = PyObject_CallMethod(asyncloop_state.logger,
-                                            "warning", "s",
-                                            "socket.send() raised exception.");
+        PyObject *res = PyObject_CallMethod(
+            asyncloop_state.logger, "warning", "s",
+            pipe ? "pipe closed by peer or os.write(pipe, data) raised "
+                   "exception."
+                 : "socket.send() raised exception.");
         if (res == NULL) {
             return -1;
         }
@@ -791,6 +867,17 @@ tr_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing || tr->eof) {
         Py_RETURN_NONE;
     }
+    if (tr->kind == TRANSPORT_WRITE_PIPE) {
+        /* A pipe has no half-close: EOF is closing the pipe. */
+        tr->closing = 1;
+        if (!tr->write_inflight && tr->npending == 0) {
+            unwatch_peer(tr);
+            if (schedule_connection_lost(tr, NULL) < 0) {
+                return NULL;
+            }
+        }
+        Py_RETURN_NONE;
+    }
     tr->eof = 1;
     if (!tr->write_inflight && tr->npending == 0) {
         shutdown_write(tr);
@@ -801,7 +888,7 @@ tr_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 static PyObject *
 tr_can_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(tr->kind != TRANSPORT_READ_PIPE);
 }
 
 static PyObject *
@@ -922,9 +1009,33 @@ alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
                        len > UINT32_MAX ? UINT32_MAX : (unsigned int)len);
 }
 
+/* A read pipe's EOF: asyncio calls eof_received() and connection_lost()
+   from the ready queue and ignores what eof_received() returns. */
+static void
+on_pipe_eof(TransportObject *tr)
+{
+    log_debug(tr, "was closed by peer");
+    tr->closing = 1;
+    stop_reading(tr);
+    PyObject *meth = PyObject_GetAttr(tr->protocol, str_eof_received);
+    HandleObject *h = NULL;
+    if (meth != NULL) {
+        h = loop_call_soon(tr->loop, meth, asyncloop_state.empty_tuple, NULL);
+        Py_DECREF(meth);
+    }
+    Py_XDECREF(h);
+    if (h == NULL || schedule_connection_lost(tr, NULL) < 0) {
+        PyErr_WriteUnraisable((PyObject *)tr);
+    }
+}
+
 static void
 on_eof(TransportObject *tr)
 {
+    if (tr->kind == TRANSPORT_READ_PIPE) {
+        on_pipe_eof(tr);
+        return;
+    }
     log_debug(tr, "received EOF");
     PyObject *res = PyObject_CallMethodNoArgs(tr->protocol, str_eof_received);
     if (res == NULL) {
@@ -977,6 +1088,16 @@ deliver_data(TransportObject *tr, ssize_t nread, const uv_buf_t *buf)
     PyObject *res = data == NULL ? NULL
                     : PyObject_CallOneArg(tr->cb_data_received, data);
     Py_XDECREF(data);
+    if (res == NULL && tr->kind != TRANSPORT_SOCKET
+        && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+        && !PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        /* asyncio's pipe transports do not catch it: the exception goes
+           to the handler and the pipe stays open. */
+        PyObject *exc = err_fetch();
+        report_error(tr, "Exception in callback data_received()", exc);
+        Py_DECREF(exc);
+        return;
+    }
     if (res == NULL) {
         fatal_python_error(
             tr, "Fatal error: protocol.data_received() call failed.");
@@ -1010,7 +1131,10 @@ read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         on_eof(tr);
     }
     else if (nread < 0) {
-        fatal_uv_error(tr, (int)nread, "Fatal read error on socket transport");
+        fatal_uv_error(tr, (int)nread,
+                       tr->kind == TRANSPORT_SOCKET
+                       ? "Fatal read error on socket transport"
+                       : "Fatal read error on pipe transport");
     }
     if (tr->stop_after_read) {
         tr->stop_after_read = 0;
@@ -1135,6 +1259,15 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing) {
         Py_RETURN_NONE;
     }
+    if (tr->kind == TRANSPORT_WRITE_PIPE) {
+        return tr_write_eof(tr, NULL);
+    }
+    if (tr->kind == TRANSPORT_READ_PIPE) {
+        if (pipe_close(tr, NULL) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
     tr->closing = 1;
     stop_reading(tr);
     if (!tr->write_inflight && tr->npending == 0) {
@@ -1149,7 +1282,9 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 static PyObject *
 tr_abort(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
-    if (force_close(tr, NULL) < 0) {
+    int rc = tr->kind == TRANSPORT_SOCKET ? force_close(tr, NULL)
+                                          : pipe_close(tr, NULL);
+    if (rc < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1191,7 +1326,8 @@ tr_start(TransportObject *tr, PyObject *waiter)
         return NULL;
     }
     tr->started = 1;
-    if (!tr->closing && !tr->paused && start_reading(tr) < 0) {
+    if (tr->kind != TRANSPORT_WRITE_PIPE && !tr->closing && !tr->paused
+        && start_reading(tr) < 0) {
         if (err == NULL) {
             err = err_fetch();
         }
@@ -1226,21 +1362,11 @@ tr_start(TransportObject *tr, PyObject *waiter)
     return res;
 }
 
-/* Called once the libuv handle is open on its descriptor. */
+/* The sockname and peername extra info, as asyncio gets them at creation
+   (None when the call fails). */
 static int
-transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
-                PyObject *server, int nodelay)
+transport_set_names(TransportObject *tr, int fd)
 {
-    int fd = transport_fd(tr);
-    if (tr->is_tcp && nodelay) {
-        uv_tcp_nodelay(&tr->uv.tcp, 1);
-    }
-    if (tr->extra == NULL) {
-        tr->extra = PyDict_New();
-        if (tr->extra == NULL) {
-            return -1;
-        }
-    }
     PyObject *sockname = socket_name(fd, 0);
     if (sockname == NULL
         || PyDict_SetItem(tr->extra, str_sockname, sockname) < 0) {
@@ -1259,6 +1385,27 @@ transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
             return -1;
         }
         Py_DECREF(peer);
+    }
+    return 0;
+}
+
+/* Called once the libuv handle is open on its descriptor. */
+static int
+transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
+                PyObject *server, int nodelay)
+{
+    int fd = transport_fd(tr);
+    if (tr->is_tcp && nodelay) {
+        uv_tcp_nodelay(&tr->uv.tcp, 1);
+    }
+    if (tr->extra == NULL) {
+        tr->extra = PyDict_New();
+        if (tr->extra == NULL) {
+            return -1;
+        }
+    }
+    if (tr->kind == TRANSPORT_SOCKET && transport_set_names(tr, fd) < 0) {
+        return -1;
     }
     if (set_protocol(tr, protocol) < 0) {
         return -1;
@@ -1300,6 +1447,7 @@ transport_alloc(LoopObject *loop, int is_tcp)
     memset(start, 0, sizeof(TransportObject) - sizeof(PyObject));
     tr->loop = (LoopObject *)Py_NewRef(loop);
     tr->is_tcp = (char)is_tcp;
+    tr->peer_watch_fd = -1;
     tr->high_water = DEFAULT_HIGH_WATER;
     tr->low_water = DEFAULT_HIGH_WATER / 4;
     tr->res.close = resource_close;
@@ -1328,6 +1476,7 @@ transport_discard(TransportObject *tr)
     tr->conn_lost = 1;
     tr->connection_lost_called = 1;
     close_handle(tr);
+    close_python_socket(tr);
     drop_protocol(tr);
     if (exc != NULL) {
         err_restore(exc);
@@ -1423,6 +1572,106 @@ tr_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)tr;
 }
 
+/* _make_pipe_transport(loop, pipe, protocol, waiter, extra, write): a
+   read or write pipe transport (asyncio's _UnixReadPipeTransport and
+   _UnixWritePipeTransport) on the pipe, FIFO, socket or character device
+   `pipe`, a Python file object the transport owns and closes at the end;
+   libuv works on a duplicate of its descriptor, as for sockets. */
+static PyObject *
+make_pipe_transport(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *loop, *pipe, *protocol, *waiter, *extra;
+    int write;
+    if (!PyArg_ParseTuple(args, "O!OOOOp:_make_pipe_transport", &Loop_Type,
+                          &loop, &pipe, &protocol, &waiter, &extra, &write)) {
+        return NULL;
+    }
+    if (loop_check_closed((LoopObject *)loop) < 0) {
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(pipe);
+    if (fd < 0) {
+        return NULL;
+    }
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    TransportObject *tr = transport_alloc((LoopObject *)loop, 0);
+    if (tr == NULL) {
+        close(dupfd);
+        return NULL;
+    }
+    tr->kind = write ? TRANSPORT_WRITE_PIPE : TRANSPORT_READ_PIPE;
+    int err = uv_pipe_open(&tr->uv.pipe, dupfd);
+    if (err < 0) {
+        close(dupfd);
+        error_from_uv(err);
+        transport_discard(tr);
+        return NULL;
+    }
+    tr->sock = Py_NewRef(pipe);
+    tr->extra = PyDict_Copy(extra);
+    if (tr->extra == NULL
+        || transport_setup(tr, protocol, waiter, NULL, 0) < 0) {
+        transport_discard(tr);
+        return NULL;
+    }
+    return (PyObject *)tr;
+}
+
+/* The reader of a write pipe went away (its end became readable). */
+static PyObject *
+tr_pipe_peer_closed(TransportObject *tr, PyObject *Py_UNUSED(ignored))
+{
+    log_debug(tr, "was closed by peer");
+    PyObject *exc = NULL;
+    if (tr->npending > 0 || tr->write_inflight) {
+        exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
+        if (exc == NULL) {
+            return NULL;
+        }
+    }
+    int rc = pipe_close(tr, exc);
+    Py_XDECREF(exc);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Starts watching the reader end of a write pipe (FIFOs and sockets). */
+static PyObject *
+tr_watch_peer(TransportObject *tr, PyObject *Py_UNUSED(ignored))
+{
+    if (tr->closing || !tr->uv_open || tr->sock == NULL
+        || tr->peer_watch_fd >= 0) {
+        Py_RETURN_NONE;
+    }
+    int fd = PyObject_AsFileDescriptor(tr->sock);
+    if (fd < 0) {
+        return NULL;
+    }
+    PyObject *cb = PyObject_GetAttrString((PyObject *)tr, "_pipe_peer_closed");
+    if (cb == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_CallMethod((PyObject *)tr->loop, "_add_reader",
+                                        "iO", fd, cb);
+    Py_DECREF(cb);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    tr->peer_watch_fd = fd;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stream_functions[] = {
+    {"_make_pipe_transport", make_pipe_transport, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}
+};
+
 /* The work is done in tr_new: this only keeps asyncio.BaseTransport's
    __init__ from running on the arguments of tr_new. */
 static int
@@ -1480,7 +1729,7 @@ tr_get_extra_info(TransportObject *tr, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    if (PyUnicode_Check(name)
+    if (tr->kind == TRANSPORT_SOCKET && PyUnicode_Check(name)
         && PyUnicode_Compare(name, str_socket) == 0
         && (tr->uv_open || tr->sock != NULL)) {
         PyObject *ts = transport_socket(tr);
@@ -1501,13 +1750,57 @@ tr_get_extra_info(TransportObject *tr, PyObject *args, PyObject *kwds)
 static PyObject *
 tr_repr(TransportObject *tr)
 {
-    const char *state = !tr->uv_open ? " closed" : tr->closing ? " closing" : "";
-    return PyUnicode_FromFormat(
-        "<%s%s fd=%d read=%s write=<%s, bufsize=%zu>>",
-        Py_TYPE(tr)->tp_name, state, transport_fd(tr),
-        tr->reading ? "polling" : "idle",
-        tr->write_inflight ? "polling" : "idle",
-        transport_write_buffer_size(tr));
+    int open_sock = tr->sock != NULL && !tr->sock_closed;
+    const char *state = (!tr->uv_open && !open_sock) ? " closed"
+                        : tr->closing ? " closing" : "";
+    int fd = transport_fd(tr);
+    if (fd < 0 && open_sock) {
+        fd = PyObject_AsFileDescriptor(tr->sock);
+        if (fd < 0) {
+            PyErr_Clear();
+        }
+    }
+    const char *name = Py_TYPE(tr)->tp_name;
+    size_t bufsize = transport_write_buffer_size(tr);
+    const char *writing = tr->write_inflight ? "polling" : "idle";
+    if (tr->kind == TRANSPORT_SOCKET) {
+        if (!tr->uv_open) {
+            return PyUnicode_FromFormat("<%s%s fd=%d>", name, state, fd);
+        }
+        return PyUnicode_FromFormat(
+            "<%s%s fd=%d read=%s write=<%s, bufsize=%zu>>", name, state, fd,
+            tr->reading ? "polling" : "idle", writing, bufsize);
+    }
+    if (!tr->uv_open) {
+        /* asyncio's words once the loop is closed. */
+        return PyUnicode_FromFormat("<%s%s fd=%d %s>", name, state, fd,
+                                    open_sock ? "open" : "closed");
+    }
+    if (tr->kind == TRANSPORT_READ_PIPE) {
+        return PyUnicode_FromFormat("<%s%s fd=%d %s>", name, state, fd,
+                                    tr->reading ? "polling" : "idle");
+    }
+    return PyUnicode_FromFormat("<%s%s fd=%d %s bufsize=%zu>", name, state,
+                                fd, writing, bufsize);
+}
+
+/* asyncio's transports' __del__: an unclosed transport warns and closes
+   its socket or pipe. */
+static void
+tr_finalize(TransportObject *tr)
+{
+    if (tr->sock == NULL || tr->sock_closed) {
+        return;
+    }
+    PyObject *exc = err_fetch();
+    if (PyErr_ResourceWarning((PyObject *)tr, 1, "unclosed transport %R",
+                              (PyObject *)tr) < 0) {
+        PyErr_WriteUnraisable((PyObject *)tr);
+    }
+    close_python_socket(tr);
+    if (exc != NULL) {
+        err_restore(exc);
+    }
 }
 
 static int
@@ -1543,6 +1836,9 @@ static void
 tr_dealloc(TransportObject *tr)
 {
     PyTypeObject *type = Py_TYPE(tr);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)tr) < 0) {
+        return;     /* resurrected */
+    }
     PyObject_GC_UnTrack(tr);
     if (tr->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)tr);
@@ -1582,7 +1878,30 @@ tr_get_sock(TransportObject *tr, void *Py_UNUSED(closure))
     return Py_NewRef(tr->uv_open && tr->sock ? tr->sock : Py_None);
 }
 
+static PyObject *
+tr_get_pipe(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    int open_sock = tr->sock != NULL && !tr->sock_closed;
+    return Py_NewRef(tr->kind != TRANSPORT_SOCKET && open_sock ? tr->sock
+                                                               : Py_None);
+}
+
+/* Tests of asyncio set `_pipe = None` to say the pipe is closed by them. */
+static int
+tr_set_pipe(TransportObject *tr, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value != Py_None) {
+        PyErr_SetString(PyExc_AttributeError, "_pipe can only be set to None");
+        return -1;
+    }
+    if (tr->kind != TRANSPORT_SOCKET) {
+        tr->sock_closed = 1;
+    }
+    return 0;
+}
+
 static PyGetSetDef tr_getset[] = {
+    {"_pipe", (getter)tr_get_pipe, (setter)tr_set_pipe, NULL, NULL},
     {"_loop", (getter)tr_get_loop, NULL, NULL, NULL},
     {"_closing", (getter)tr_get_closing, NULL, NULL, NULL},
     {"_conn_lost", (getter)tr_get_conn_lost, NULL, NULL, NULL},
@@ -1616,6 +1935,9 @@ static PyMethodDef tr_methods[] = {
     {"_call_connection_lost", (PyCFunction)tr_call_connection_lost, METH_O,
      NULL},
     {"_start", (PyCFunction)tr_start, METH_O, NULL},
+    {"_pipe_peer_closed", (PyCFunction)tr_pipe_peer_closed, METH_NOARGS,
+     NULL},
+    {"_watch_peer", (PyCFunction)tr_watch_peer, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}
 };
 
@@ -1629,6 +1951,7 @@ static PyType_Slot tr_slots[] = {
     {Py_tp_new, tr_new},
     {Py_tp_init, tr_init},
     {Py_tp_dealloc, tr_dealloc},
+    {Py_tp_finalize, tr_finalize},
     {Py_tp_traverse, tr_traverse},
     {Py_tp_clear, tr_clear},
     {Py_tp_repr, tr_repr},
@@ -1728,6 +2051,9 @@ stream_init(PyObject *module)
     if (PyModule_AddObject(module, "SocketTransport",
                            (PyObject *)SocketTransport_Type) < 0) {
         Py_DECREF(SocketTransport_Type);
+        return -1;
+    }
+    if (PyModule_AddFunctions(module, stream_functions) < 0) {
         return -1;
     }
     /* The listeners of server.c make these transports. */
