@@ -50,6 +50,9 @@ class StreamsMixin:
     connect_accepted_socket = _BaseLoop.connect_accepted_socket
     start_tls = _BaseLoop.start_tls
     create_unix_server = _UnixLoop.create_unix_server
+    sendfile = _BaseLoop.sendfile
+    _sendfile_native = _BaseLoop._sendfile_native
+    _sendfile_fallback = _BaseLoop._sendfile_fallback
     _ensure_resolved = _BaseLoop._ensure_resolved
     _create_server_getaddrinfo = _BaseLoop._create_server_getaddrinfo
 

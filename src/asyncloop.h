@@ -220,6 +220,9 @@ typedef struct TransportObject {
     PyObject_HEAD
     PyObject *extra;             /* asyncio.BaseTransport's `_extra` slot:
                                     must stay the first field */
+    PyObject *flow_slots[4];     /* the slots of asyncio's _FlowControlMixin
+                                    (the base class), left NULL: the type
+                                    overrides each with a getter */
     PyObject *weakreflist;
     Resource res;
     LoopObject *loop;

@@ -49,6 +49,8 @@ static PyObject *str_socket, *str_sockname, *str_peername;
    Python code can run, and only one loop runs per thread. */
 static _Thread_local char *thread_read_buffer;
 
+static PyObject *import_from(const char *module, const char *name);
+
 /* ---- small helpers ------------------------------------------------------ */
 
 #define TR_STREAM(tr) ((uv_stream_t *)&(tr)->uv)
@@ -1900,7 +1902,45 @@ tr_set_pipe(TransportObject *tr, PyObject *value, void *Py_UNUSED(closure))
     return 0;
 }
 
+static PyObject *
+tr_get_protocol_paused(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(tr->protocol_paused);
+}
+
+/* loop.sendfile(): sockets take asyncio's read-and-write fallback, pipes
+   are not supported (as asyncio). */
+static PyObject *
+tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    PyObject *mode = import_from("asyncio.constants", "_SendfileMode");
+    if (mode == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_GetAttrString(
+        mode, tr->kind == TRANSPORT_SOCKET ? "FALLBACK" : "UNSUPPORTED");
+    Py_DECREF(mode);
+    return res;
+}
+
+static PyObject *
+tr_get_high_water(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(tr->high_water);
+}
+
+static PyObject *
+tr_get_low_water(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSize_t(tr->low_water);
+}
+
 static PyGetSetDef tr_getset[] = {
+    {"_high_water", (getter)tr_get_high_water, NULL, NULL, NULL},
+    {"_low_water", (getter)tr_get_low_water, NULL, NULL, NULL},
+    {"_protocol_paused", (getter)tr_get_protocol_paused, NULL, NULL, NULL},
+    {"_sendfile_compatible", (getter)tr_get_sendfile_compatible, NULL, NULL,
+     NULL},
     {"_pipe", (getter)tr_get_pipe, (setter)tr_set_pipe, NULL, NULL},
     {"_loop", (getter)tr_get_loop, NULL, NULL, NULL},
     {"_closing", (getter)tr_get_closing, NULL, NULL, NULL},
@@ -2022,16 +2062,19 @@ stream_init(PyObject *module)
     BufferedProtocol = import_from("asyncio", "BufferedProtocol");
     TransportSocket = import_from("asyncio.trsock", "TransportSocket");
     socket_socket = import_from("socket", "socket");
-    PyObject *base = import_from("asyncio", "Transport");
+    /* _FlowControlMixin(Transport): what asyncio's socket and write-pipe
+       transports derive from, and what loop.sendfile() asks for. */
+    PyObject *base = import_from("asyncio.transports", "_FlowControlMixin");
     if (BufferedProtocol == NULL || TransportSocket == NULL
         || socket_socket == NULL || base == NULL) {
         Py_XDECREF(base);
         return -1;
     }
-    /* asyncio.BaseTransport has __slots__ = ('_extra',): its one slot must
-       be our `extra` field. */
+    /* asyncio.BaseTransport's __slots__ = ('_extra',) then the four of
+       _FlowControlMixin: our `extra` and `flow_slots` fields. */
     if (((PyTypeObject *)base)->tp_basicsize
-        != (Py_ssize_t)offsetof(TransportObject, extra) + (Py_ssize_t)sizeof(PyObject *)) {
+        != (Py_ssize_t)offsetof(TransportObject, flow_slots)
+           + (Py_ssize_t)sizeof(((TransportObject *)0)->flow_slots)) {
         Py_DECREF(base);
         PyErr_SetString(PyExc_ImportError,
                         "asyncio.Transport has an unexpected layout");

@@ -685,3 +685,34 @@ def test_transport_type(aloop):
         await pr.lost
         server.close()
     aloop.run_until_complete(main())
+
+
+def test_sendfile(loop, tmp_path):
+    path = tmp_path / 'f.bin'
+    data = bytes(range(256)) * 1000
+    path.write_bytes(data)
+
+    async def main():
+        got = bytearray()
+        done = loop.create_future()
+
+        class Collect(asyncio.Protocol):
+            def data_received(self, d):
+                got.extend(d)
+                if len(got) >= len(data) - 10:
+                    done.set_result(None)
+
+        server, port = await echo_server(loop, Collect)
+        tr, pr = await loop.create_connection(lambda: Recorder(loop),
+                                              '127.0.0.1', port)
+        with open(path, 'rb') as f:
+            sent = await loop.sendfile(tr, f, offset=10)
+            assert f.tell() == len(data)
+        assert sent == len(data) - 10
+        await done
+        assert bytes(got) == data[10:]
+        assert tr.get_protocol() is pr
+        tr.close()
+        await pr.lost
+        server.close()
+    loop.run_until_complete(main())
