@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <uv.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* ---- compatibility ----------------------------------------------------- */
 
@@ -273,11 +274,26 @@ enum { TRANSPORT_SOCKET, TRANSPORT_READ_PIPE, TRANSPORT_WRITE_PIPE };
 
 extern PyTypeObject *SocketTransport_Type;
 
-int stream_init(PyObject *module);
+int stream_init(PyObject *module);      /* stream.c: calls the two below */
+int pipe_init(PyObject *module);
 int server_init(PyObject *module);
+PyObject *import_from(const char *module, const char *name);
 TransportObject *transport_alloc(LoopObject *loop, int is_tcp);
 void transport_discard(TransportObject *tr);
 int transport_start_accepted(TransportObject *tr, PyObject *protocol,
                              PyObject *server, int nodelay);
+int transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
+                    PyObject *server, int nodelay);
+int transport_fd(TransportObject *tr);
+int transport_pipe_close(TransportObject *tr, PyObject *exc);
+void transport_log_debug(TransportObject *tr, const char *message);
+/* tcp.c */
+PyObject *socket_transport_new(PyTypeObject *type, PyObject *args,
+                               PyObject *kwds);
+int transport_set_names(TransportObject *tr, int fd);
+PyObject *sockaddr_to_python(const struct sockaddr *sa, socklen_t len);
+/* pipe.c: methods of the transport type */
+PyObject *tr_pipe_peer_closed(TransportObject *tr, PyObject *ignored);
+PyObject *tr_watch_peer(TransportObject *tr, PyObject *ignored);
 
 #endif /* ASYNCLOOP_H */

@@ -1,4 +1,4 @@
-/* The socket transport shared by TCP and Unix-domain stream sockets.
+/* The stream transport shared by TCP sockets, Unix-domain sockets and pipes.
 
    One C type, asyncloop._loop.SocketTransport, created at module init as a
    heap type whose base is asyncio.Transport: instances are real
@@ -6,6 +6,9 @@
    asyncio's _SelectorSocketTransport (selector_events.py): the same states
    (_closing, _conn_lost, _eof, _paused), the same order of protocol calls
    and the same messages.
+
+   The constructors live with what they open: tcp.c (sockets, for TCP and
+   Unix sockets alike) and pipe.c (connect_read_pipe/connect_write_pipe).
 
    Reading: libuv reads into one buffer per thread (Protocol) or straight
    into the protocol's buffer (BufferedProtocol). Writing: write() tries the
@@ -43,13 +46,13 @@ static PyObject *str_eof_received, *str_connection_made;
 static PyObject *str_connection_lost, *str_pause_writing;
 static PyObject *str_resume_writing, *str_attach, *str_detach, *str_close;
 static PyObject *str_warning, *str_debug, *str_transport, *str_protocol;
-static PyObject *str_socket, *str_sockname, *str_peername;
+static PyObject *str_socket;
 
 /* One read buffer per thread: the bytes object is made from it before any
    Python code can run, and only one loop runs per thread. */
 static _Thread_local char *thread_read_buffer;
 
-static PyObject *import_from(const char *module, const char *name);
+
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -100,57 +103,7 @@ transport_write_buffer_size(TransportObject *tr)
     return size;
 }
 
-/* Converts a socket address to what the socket module returns for it. */
-PyObject *
-sockaddr_to_python(const struct sockaddr *sa, socklen_t len)
-{
-    if (sa->sa_family == AF_UNIX) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-        size_t off = offsetof(struct sockaddr_un, sun_path);
-        size_t plen = len > off ? len - off : 0;
-        if (plen > 0 && un->sun_path[0] == '\0') {
-            /* Abstract namespace: the bytes, leading NUL included. */
-            return PyBytes_FromStringAndSize(un->sun_path, plen);
-        }
-        return PyUnicode_DecodeFSDefaultAndSize(
-            un->sun_path, strnlen(un->sun_path, plen));
-    }
-    if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
-        Py_RETURN_NONE;
-    }
-    char host[NI_MAXHOST];
-    char serv[NI_MAXSERV];
-    int rc = getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
-                         NI_NUMERICHOST | NI_NUMERICSERV);
-    if (rc != 0) {
-        Py_RETURN_NONE;
-    }
-    int port = atoi(serv);
-    if (sa->sa_family == AF_INET) {
-        return Py_BuildValue("(si)", host, port);
-    }
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    return Py_BuildValue("(siII)", host, port,
-                         (unsigned int)ntohl(in6->sin6_flowinfo),
-                         (unsigned int)in6->sin6_scope_id);
-}
-
-/* Like asyncio: sock.getsockname() / getpeername(), or None on OSError. */
-static PyObject *
-socket_name(int fd, int peer)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    memset(&ss, 0, sizeof(ss));
-    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
-                  : getsockname(fd, (struct sockaddr *)&ss, &len);
-    if (rc < 0) {
-        Py_RETURN_NONE;
-    }
-    return sockaddr_to_python((struct sockaddr *)&ss, len);
-}
-
-static int
+int
 transport_fd(TransportObject *tr)
 {
     uv_os_fd_t fd = -1;
@@ -197,8 +150,8 @@ report_error(TransportObject *tr, const char *message, PyObject *exc)
     Py_DECREF(context);
 }
 
-static void
-log_debug(TransportObject *tr, const char *message)
+void
+transport_log_debug(TransportObject *tr, const char *message)
 {
     if (!tr->loop->debug) {
         return;
@@ -416,8 +369,8 @@ force_close(TransportObject *tr, PyObject *exc)
 }
 
 /* The _close(exc) of asyncio's pipe transports. */
-static int
-pipe_close(TransportObject *tr, PyObject *exc)
+int
+transport_pipe_close(TransportObject *tr, PyObject *exc)
 {
     tr->closing = 1;
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
@@ -452,7 +405,7 @@ fatal_error(TransportObject *tr, PyObject *exc, const char *message)
                 ? is_eio(exc)
                 : PyErr_GivenExceptionMatches(exc, PyExc_OSError);
     if (quiet) {
-        log_debug(tr, message);
+        transport_log_debug(tr, message);
     }
     else {
         report_error(tr, message, exc);
@@ -465,7 +418,7 @@ fatal_error(TransportObject *tr, PyObject *exc, const char *message)
         if (tr->kind == TRANSPORT_WRITE_PIPE) {
             tr->conn_lost++;
         }
-        rc = pipe_close(tr, exc);
+        rc = transport_pipe_close(tr, exc);
     }
     if (rc < 0) {
         PyErr_WriteUnraisable((PyObject *)tr);
@@ -1016,7 +969,7 @@ alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 static void
 on_pipe_eof(TransportObject *tr)
 {
-    log_debug(tr, "was closed by peer");
+    transport_log_debug(tr, "was closed by peer");
     tr->closing = 1;
     stop_reading(tr);
     PyObject *meth = PyObject_GetAttr(tr->protocol, str_eof_received);
@@ -1038,7 +991,7 @@ on_eof(TransportObject *tr)
         on_pipe_eof(tr);
         return;
     }
-    log_debug(tr, "received EOF");
+    transport_log_debug(tr, "received EOF");
     PyObject *res = PyObject_CallMethodNoArgs(tr->protocol, str_eof_received);
     if (res == NULL) {
         fatal_python_error(tr,
@@ -1178,7 +1131,7 @@ tr_pause_reading(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     }
     tr->paused = 1;
     stop_reading(tr);
-    log_debug(tr, "pauses reading");
+    transport_log_debug(tr, "pauses reading");
     Py_RETURN_NONE;
 }
 
@@ -1192,7 +1145,7 @@ tr_resume_reading(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->started && start_reading(tr) < 0) {
         return NULL;
     }
-    log_debug(tr, "resumes reading");
+    transport_log_debug(tr, "resumes reading");
     Py_RETURN_NONE;
 }
 
@@ -1265,7 +1218,7 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
         return tr_write_eof(tr, NULL);
     }
     if (tr->kind == TRANSPORT_READ_PIPE) {
-        if (pipe_close(tr, NULL) < 0) {
+        if (transport_pipe_close(tr, NULL) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
@@ -1285,7 +1238,7 @@ static PyObject *
 tr_abort(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
     int rc = tr->kind == TRANSPORT_SOCKET ? force_close(tr, NULL)
-                                          : pipe_close(tr, NULL);
+                                          : transport_pipe_close(tr, NULL);
     if (rc < 0) {
         return NULL;
     }
@@ -1364,35 +1317,8 @@ tr_start(TransportObject *tr, PyObject *waiter)
     return res;
 }
 
-/* The sockname and peername extra info, as asyncio gets them at creation
-   (None when the call fails). */
-static int
-transport_set_names(TransportObject *tr, int fd)
-{
-    PyObject *sockname = socket_name(fd, 0);
-    if (sockname == NULL
-        || PyDict_SetItem(tr->extra, str_sockname, sockname) < 0) {
-        Py_XDECREF(sockname);
-        return -1;
-    }
-    Py_DECREF(sockname);
-    int has_peer = PyDict_Contains(tr->extra, str_peername);
-    if (has_peer < 0) {
-        return -1;
-    }
-    if (!has_peer) {
-        PyObject *peer = socket_name(fd, 1);
-        if (peer == NULL || PyDict_SetItem(tr->extra, str_peername, peer) < 0) {
-            Py_XDECREF(peer);
-            return -1;
-        }
-        Py_DECREF(peer);
-    }
-    return 0;
-}
-
 /* Called once the libuv handle is open on its descriptor. */
-static int
+int
 transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
                 PyObject *server, int nodelay)
 {
@@ -1493,188 +1419,7 @@ transport_start_accepted(TransportObject *tr, PyObject *protocol,
     return transport_setup(tr, protocol, NULL, server, nodelay);
 }
 
-/* SocketTransport(loop, sock, protocol, waiter=None, extra=None,
-   server=None): a transport on the connected Python socket sock.
-
-   libuv gets a duplicate of the socket's descriptor, and the Python socket
-   stays open and owned by the transport (the 'socket' extra info, as in
-   asyncio); both are closed when the transport is: each descriptor by
-   exactly one owner, and closing one never leaves a number the other may
-   close again after reuse. */
-static PyObject *
-tr_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"loop", "sock", "protocol", "waiter", "extra",
-                             "server", NULL};
-    PyObject *loop, *sock, *protocol, *waiter = Py_None, *extra = Py_None;
-    PyObject *server = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO|OOO:SocketTransport",
-                                     kwlist, &Loop_Type, &loop, &sock,
-                                     &protocol, &waiter, &extra, &server)) {
-        return NULL;
-    }
-    if (loop_check_closed((LoopObject *)loop) < 0) {
-        return NULL;
-    }
-    PyObject *fileno = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fileno == NULL) {
-        return NULL;
-    }
-    long fd = PyLong_AsLong(fileno);
-    Py_DECREF(fileno);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "the socket is closed");
-        return NULL;
-    }
-    int family, nodelay = 0;
-    socklen_t flen = sizeof(family);
-    if (getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &family, &flen) < 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    int is_tcp = family == AF_INET || family == AF_INET6;
-    if (is_tcp) {
-        int proto = 0;
-        socklen_t plen = sizeof(proto);
-        /* asyncio sets TCP_NODELAY on IPPROTO_TCP sockets only. */
-        nodelay = getsockopt((int)fd, SOL_SOCKET, SO_PROTOCOL, &proto,
-                             &plen) == 0 && proto == IPPROTO_TCP;
-    }
-    int dupfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
-    if (dupfd < 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    TransportObject *tr = transport_alloc((LoopObject *)loop, is_tcp);
-    if (tr == NULL) {
-        close(dupfd);
-        return NULL;
-    }
-    int err = is_tcp ? uv_tcp_open(&tr->uv.tcp, dupfd)
-                     : uv_pipe_open(&tr->uv.pipe, dupfd);
-    if (err < 0) {
-        close(dupfd);
-        error_from_uv(err);
-        transport_discard(tr);
-        return NULL;
-    }
-    tr->sock = Py_NewRef(sock);
-    if (extra != Py_None) {
-        tr->extra = PyDict_Copy(extra);
-        if (tr->extra == NULL) {
-            transport_discard(tr);
-            return NULL;
-        }
-    }
-    if (transport_setup(tr, protocol, waiter, server, nodelay) < 0) {
-        transport_discard(tr);
-        return NULL;
-    }
-    return (PyObject *)tr;
-}
-
-/* _make_pipe_transport(loop, pipe, protocol, waiter, extra, write): a
-   read or write pipe transport (asyncio's _UnixReadPipeTransport and
-   _UnixWritePipeTransport) on the pipe, FIFO, socket or character device
-   `pipe`, a Python file object the transport owns and closes at the end;
-   libuv works on a duplicate of its descriptor, as for sockets. */
-static PyObject *
-make_pipe_transport(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    PyObject *loop, *pipe, *protocol, *waiter, *extra;
-    int write;
-    if (!PyArg_ParseTuple(args, "O!OOOOp:_make_pipe_transport", &Loop_Type,
-                          &loop, &pipe, &protocol, &waiter, &extra, &write)) {
-        return NULL;
-    }
-    if (loop_check_closed((LoopObject *)loop) < 0) {
-        return NULL;
-    }
-    int fd = PyObject_AsFileDescriptor(pipe);
-    if (fd < 0) {
-        return NULL;
-    }
-    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dupfd < 0) {
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    TransportObject *tr = transport_alloc((LoopObject *)loop, 0);
-    if (tr == NULL) {
-        close(dupfd);
-        return NULL;
-    }
-    tr->kind = write ? TRANSPORT_WRITE_PIPE : TRANSPORT_READ_PIPE;
-    int err = uv_pipe_open(&tr->uv.pipe, dupfd);
-    if (err < 0) {
-        close(dupfd);
-        error_from_uv(err);
-        transport_discard(tr);
-        return NULL;
-    }
-    tr->sock = Py_NewRef(pipe);
-    tr->extra = PyDict_Copy(extra);
-    if (tr->extra == NULL
-        || transport_setup(tr, protocol, waiter, NULL, 0) < 0) {
-        transport_discard(tr);
-        return NULL;
-    }
-    return (PyObject *)tr;
-}
-
-/* The reader of a write pipe went away (its end became readable). */
-static PyObject *
-tr_pipe_peer_closed(TransportObject *tr, PyObject *Py_UNUSED(ignored))
-{
-    log_debug(tr, "was closed by peer");
-    PyObject *exc = NULL;
-    if (tr->npending > 0 || tr->write_inflight) {
-        exc = PyObject_CallNoArgs(PyExc_BrokenPipeError);
-        if (exc == NULL) {
-            return NULL;
-        }
-    }
-    int rc = pipe_close(tr, exc);
-    Py_XDECREF(exc);
-    if (rc < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-/* Starts watching the reader end of a write pipe (FIFOs and sockets). */
-static PyObject *
-tr_watch_peer(TransportObject *tr, PyObject *Py_UNUSED(ignored))
-{
-    if (tr->closing || !tr->uv_open || tr->sock == NULL
-        || tr->peer_watch_fd >= 0) {
-        Py_RETURN_NONE;
-    }
-    int fd = PyObject_AsFileDescriptor(tr->sock);
-    if (fd < 0) {
-        return NULL;
-    }
-    PyObject *cb = PyObject_GetAttrString((PyObject *)tr, "_pipe_peer_closed");
-    if (cb == NULL) {
-        return NULL;
-    }
-    PyObject *res = PyObject_CallMethod((PyObject *)tr->loop, "_add_reader",
-                                        "iO", fd, cb);
-    Py_DECREF(cb);
-    if (res == NULL) {
-        return NULL;
-    }
-    Py_DECREF(res);
-    tr->peer_watch_fd = fd;
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef stream_functions[] = {
-    {"_make_pipe_transport", make_pipe_transport, METH_VARARGS, NULL},
-    {NULL, NULL, 0, NULL}
-};
-
-/* The work is done in tr_new: this only keeps asyncio.BaseTransport's
+/* The work is done in socket_transport_new (tcp.c): this only keeps asyncio.BaseTransport's
    __init__ from running on the arguments of tr_new. */
 static int
 tr_init(PyObject *self, PyObject *args, PyObject *kwds)
@@ -1988,7 +1733,7 @@ static PyMemberDef tr_members[] = {
 };
 
 static PyType_Slot tr_slots[] = {
-    {Py_tp_new, tr_new},
+    {Py_tp_new, socket_transport_new},
     {Py_tp_init, tr_init},
     {Py_tp_dealloc, tr_dealloc},
     {Py_tp_finalize, tr_finalize},
@@ -2029,8 +1774,6 @@ intern_names(void)
         {&str_transport, "transport"},
         {&str_protocol, "protocol"},
         {&str_socket, "socket"},
-        {&str_sockname, "sockname"},
-        {&str_peername, "peername"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
@@ -2041,7 +1784,7 @@ intern_names(void)
     return 0;
 }
 
-static PyObject *
+PyObject *
 import_from(const char *module, const char *name)
 {
     PyObject *mod = PyImport_ImportModule(module);
@@ -2096,9 +1839,10 @@ stream_init(PyObject *module)
         Py_DECREF(SocketTransport_Type);
         return -1;
     }
-    if (PyModule_AddFunctions(module, stream_functions) < 0) {
+    /* Pipe transports (pipe.c) and the listeners of server.c make these
+       transports too. */
+    if (pipe_init(module) < 0) {
         return -1;
     }
-    /* The listeners of server.c make these transports. */
     return server_init(module);
 }
