@@ -934,8 +934,16 @@ alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(thread_read_buffer, READ_BUFFER_SIZE);
         return;
     }
-    if (tr->cb_get_buffer == NULL || tr->in_buffer) {
+    if (tr->in_buffer) {
         return;
+    }
+    if (tr->cb_get_buffer == NULL) {
+        /* The protocol has no get_buffer(): raise asyncio's AttributeError. */
+        tr->cb_get_buffer = PyObject_GetAttr(tr->protocol, str_get_buffer);
+        if (tr->cb_get_buffer == NULL) {
+            tr->read_error = err_fetch();
+            return;
+        }
     }
     PyObject *minus_one = PyLong_FromLong(-1);
     PyObject *obj = minus_one == NULL ? NULL
@@ -1022,6 +1030,17 @@ on_eof(TransportObject *tr)
     }
 }
 
+/* The protocol's bound method *slot, looked up again if it was missing
+   when the protocol was set (it raises the AttributeError then). */
+static PyObject *
+protocol_method(TransportObject *tr, PyObject **slot, PyObject *name)
+{
+    if (*slot == NULL) {
+        *slot = PyObject_GetAttr(tr->protocol, name);
+    }
+    return *slot;
+}
+
 static void
 deliver_data(TransportObject *tr, ssize_t nread, const uv_buf_t *buf)
 {
@@ -1029,8 +1048,10 @@ deliver_data(TransportObject *tr, ssize_t nread, const uv_buf_t *buf)
         PyBuffer_Release(&tr->read_view);
         tr->in_buffer = 0;
         PyObject *n = PyLong_FromSsize_t(nread);
-        PyObject *res = n == NULL ? NULL
-                        : PyObject_CallOneArg(tr->cb_buffer_updated, n);
+        PyObject *cb = protocol_method(tr, &tr->cb_buffer_updated,
+                                       str_buffer_updated);
+        PyObject *res = n == NULL || cb == NULL ? NULL
+                        : PyObject_CallOneArg(cb, n);
         Py_XDECREF(n);
         if (res == NULL) {
             fatal_python_error(
@@ -1040,8 +1061,10 @@ deliver_data(TransportObject *tr, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     PyObject *data = PyBytes_FromStringAndSize(buf->base, nread);
-    PyObject *res = data == NULL ? NULL
-                    : PyObject_CallOneArg(tr->cb_data_received, data);
+    PyObject *cb = protocol_method(tr, &tr->cb_data_received,
+                                   str_data_received);
+    PyObject *res = data == NULL || cb == NULL ? NULL
+                    : PyObject_CallOneArg(cb, data);
     Py_XDECREF(data);
     if (res == NULL && tr->kind != TRANSPORT_SOCKET
         && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)

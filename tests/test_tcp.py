@@ -716,3 +716,23 @@ def test_sendfile(loop, tmp_path):
         await pr.lost
         server.close()
     loop.run_until_complete(main())
+
+
+def test_protocol_without_data_received(loop):
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda l, ctx: errors.append(ctx))
+        lost = loop.create_future()
+
+        class Bare(asyncio.BaseProtocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        server, port = await echo_server(loop)
+        tr, pr = await loop.create_connection(Bare, '127.0.0.1', port)
+        tr.write(b'x')
+        assert isinstance(await lost, AttributeError)
+        assert errors[0]['message'] == \
+            'Fatal error: protocol.data_received() call failed.'
+        server.close()
+    loop.run_until_complete(main())
