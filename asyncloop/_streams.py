@@ -15,12 +15,14 @@ stays owned by it (asyncio's semantics: get_extra_info('socket') and
 Server.sockets are that socket) while libuv works on a duplicate of its
 descriptor; both are closed together, each by its one owner.
 """
+import errno
+import io
 import os
 import socket
 import stat
 import sys
 
-from asyncio import base_events, sslproto, unix_events
+from asyncio import base_events, constants, exceptions, sslproto, unix_events
 from asyncio.log import logger
 
 from . import _loop
@@ -51,7 +53,6 @@ class StreamsMixin:
     start_tls = _BaseLoop.start_tls
     create_unix_server = _UnixLoop.create_unix_server
     sendfile = _BaseLoop.sendfile
-    _sendfile_native = _BaseLoop._sendfile_native
     _sendfile_fallback = _BaseLoop._sendfile_fallback
     _ensure_resolved = _BaseLoop._ensure_resolved
     _create_server_getaddrinfo = _BaseLoop._create_server_getaddrinfo
@@ -339,3 +340,76 @@ class StreamsMixin:
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Register the write end of a pipe (or FIFO, PTY, socket)."""
         return await self._connect_pipe(protocol_factory, pipe, True)
+
+    # ---- sendfile --------------------------------------------------------
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        """loop.sendfile() on a socket transport: os.sendfile() once the
+        transport's write buffer is empty (asyncio's contract: raise
+        SendfileNotAvailableError to get the fallback)."""
+        if (getattr(transp, '_sendfile_compatible', None)
+                is not constants._SendfileMode.TRY_NATIVE):
+            raise exceptions.SendfileNotAvailableError(
+                "sendfile syscall is not supported")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        try:
+            fd = transp.get_extra_info('socket').fileno()
+            return await self._net_sendfile(fd, fileno, offset, count,
+                                            blocksize)
+        finally:
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+
+    async def _net_wait_writable(self, fd):
+        fut = self.create_future()
+        self._add_writer(fd, _set_result_unless_cancelled, fut, None)
+        try:
+            await fut
+        finally:
+            self._remove_writer(fd)
+
+    async def _net_sendfile(self, fd, fileno, offset, count, blocksize):
+        sent_total = 0
+        try:
+            while True:
+                if count:
+                    blocksize = count - sent_total
+                    if blocksize <= 0:
+                        return sent_total
+                try:
+                    sent = os.sendfile(fd, fileno, offset + sent_total,
+                                       blocksize)
+                except (BlockingIOError, InterruptedError):
+                    await self._net_wait_writable(fd)
+                    continue
+                except OSError as exc:
+                    if sent_total == 0:
+                        # Not a file sendfile() takes: the caller falls
+                        # back to reading and writing.
+                        raise exceptions.SendfileNotAvailableError(
+                            "os.sendfile call failed")
+                    if (exc.errno == errno.ENOTCONN
+                            and type(exc) is not ConnectionError):
+                        raise ConnectionError("socket is not connected",
+                                              errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    return sent_total
+                sent_total += sent
+        finally:
+            if sent_total > 0:
+                os.lseek(fileno, offset + sent_total, os.SEEK_SET)

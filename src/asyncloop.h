@@ -240,6 +240,7 @@ typedef struct TransportObject {
     PyObject *sock;              /* Python socket owned, or NULL */
     PyObject *server;            /* asyncio Server to _attach/_detach */
     PyObject *read_error;        /* get_buffer() failure, for read_cb */
+    PyObject *empty_waiter;      /* sendfile(): future of an empty buffer */
     Py_buffer read_view;         /* BufferedProtocol buffer being filled */
     WriteChunk *pending;         /* written, not yet handed to libuv */
     Py_ssize_t npending, pending_cap;

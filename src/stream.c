@@ -165,6 +165,60 @@ transport_log_debug(TransportObject *tr, const char *message)
     Py_XDECREF(res);
 }
 
+/* ---- sendfile's empty waiter --------------------------------------------- */
+
+/* Resolves the future loop.sendfile() waits on: with None once the write
+   buffer is empty, or with exc. */
+static void
+wake_empty_waiter(TransportObject *tr, PyObject *exc)
+{
+    PyObject *fut = tr->empty_waiter;
+    if (fut == NULL) {
+        return;
+    }
+    PyObject *saved = err_fetch();
+    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    PyObject *res = NULL;
+    if (is_done == 0) {
+        res = exc ? PyObject_CallMethod(fut, "set_exception", "O", exc)
+                  : PyObject_CallMethod(fut, "set_result", "O", Py_None);
+    }
+    if (is_done < 0 || (is_done == 0 && res == NULL)) {
+        PyErr_WriteUnraisable(fut);
+    }
+    Py_XDECREF(res);
+    if (saved != NULL) {
+        err_restore(saved);
+    }
+}
+
+static PyObject *
+tr_make_empty_waiter(TransportObject *tr, PyObject *Py_UNUSED(ignored))
+{
+    if (tr->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    tr->empty_waiter = PyObject_CallMethod((PyObject *)tr->loop,
+                                           "create_future", NULL);
+    if (tr->empty_waiter == NULL) {
+        return NULL;
+    }
+    if (!tr->write_inflight && tr->npending == 0) {
+        wake_empty_waiter(tr, NULL);
+    }
+    return Py_NewRef(tr->empty_waiter);
+}
+
+static PyObject *
+tr_reset_empty_waiter(TransportObject *tr, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(tr->empty_waiter);
+    Py_RETURN_NONE;
+}
+
 /* ---- closing ------------------------------------------------------------ */
 
 static void
@@ -288,6 +342,17 @@ tr_call_connection_lost(TransportObject *tr, PyObject *exc)
     }
     /* As asyncio's finally: clause, whatever connection_lost() did. */
     PyObject *err = res == NULL ? err_fetch() : NULL;
+    if (tr->empty_waiter != NULL) {
+        PyObject *closed = PyObject_CallFunction(
+            PyExc_ConnectionError, "s", "Connection is closed by peer");
+        if (closed != NULL) {
+            wake_empty_waiter(tr, closed);
+            Py_DECREF(closed);
+        }
+        else {
+            PyErr_WriteUnraisable((PyObject *)tr);
+        }
+    }
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
     close_handle(tr);
     close_python_socket(tr);
@@ -587,7 +652,11 @@ write_cb(uv_write_t *req, int status)
     }
     Py_INCREF(tr);
     if (status < 0) {
-        fatal_uv_error(tr, status, write_error_message(tr));
+        error_from_uv(status);
+        PyObject *exc = err_fetch();
+        wake_empty_waiter(tr, exc);
+        fatal_error(tr, exc, write_error_message(tr));
+        Py_DECREF(exc);
     }
     else if (tr->npending > 0) {
         int err = submit_pending(tr);
@@ -604,6 +673,7 @@ write_cb(uv_write_t *req, int status)
         }
         /* resume_writing() may have written more. */
         if (!tr->write_inflight && tr->npending == 0) {
+            wake_empty_waiter(tr, NULL);
             after_buffer_drained(tr);
         }
     }
@@ -743,6 +813,11 @@ tr_write(TransportObject *tr, PyObject *data)
                         "Cannot call write() after write_eof()");
         return NULL;
     }
+    if (tr->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to write; sendfile is in progress");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
@@ -769,6 +844,11 @@ tr_writelines(TransportObject *tr, PyObject *list)
     if (tr->eof) {
         PyErr_SetString(PyExc_RuntimeError,
                         "Cannot call writelines() after write_eof()");
+        return NULL;
+    }
+    if (tr->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to writelines; sendfile is in progress");
         return NULL;
     }
     PyObject *seq = PySequence_Fast(list, "writelines() expects an iterable");
@@ -1586,6 +1666,7 @@ tr_traverse(TransportObject *tr, visitproc visit, void *arg)
     Py_VISIT(tr->sock);
     Py_VISIT(tr->server);
     Py_VISIT(tr->read_error);
+    Py_VISIT(tr->empty_waiter);
     return 0;
 }
 
@@ -1599,6 +1680,7 @@ tr_clear(TransportObject *tr)
     drop_protocol(tr);
     Py_CLEAR(tr->server);
     Py_CLEAR(tr->read_error);
+    Py_CLEAR(tr->empty_waiter);
     return 0;
 }
 
@@ -1676,8 +1758,8 @@ tr_get_protocol_paused(TransportObject *tr, void *Py_UNUSED(closure))
     return PyBool_FromLong(tr->protocol_paused);
 }
 
-/* loop.sendfile(): sockets take asyncio's read-and-write fallback, pipes
-   are not supported (as asyncio). */
+/* loop.sendfile(): os.sendfile() on sockets, not supported on pipes (as
+   asyncio). */
 static PyObject *
 tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
 {
@@ -1686,7 +1768,7 @@ tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
         return NULL;
     }
     PyObject *res = PyObject_GetAttrString(
-        mode, tr->kind == TRANSPORT_SOCKET ? "FALLBACK" : "UNSUPPORTED");
+        mode, tr->kind == TRANSPORT_SOCKET ? "TRY_NATIVE" : "UNSUPPORTED");
     Py_DECREF(mode);
     return res;
 }
@@ -1743,6 +1825,10 @@ static PyMethodDef tr_methods[] = {
     {"_call_connection_lost", (PyCFunction)tr_call_connection_lost, METH_O,
      NULL},
     {"_start", (PyCFunction)tr_start, METH_O, NULL},
+    {"_make_empty_waiter", (PyCFunction)tr_make_empty_waiter, METH_NOARGS,
+     NULL},
+    {"_reset_empty_waiter", (PyCFunction)tr_reset_empty_waiter, METH_NOARGS,
+     NULL},
     {"_pipe_peer_closed", (PyCFunction)tr_pipe_peer_closed, METH_NOARGS,
      NULL},
     {"_watch_peer", (PyCFunction)tr_watch_peer, METH_NOARGS, NULL},
