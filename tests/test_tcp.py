@@ -736,3 +736,76 @@ def test_protocol_without_data_received(loop):
             'Fatal error: protocol.data_received() call failed.'
         server.close()
     loop.run_until_complete(main())
+
+
+def _open_fds():
+    import os
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_no_descriptor_closed_twice(loop):
+    """The uvloop issue 645 bug class: a descriptor closed twice closes
+    whatever reused its number in between. Probes opened right after each
+    close must stay valid."""
+    import os
+
+    async def main():
+        server, port = await echo_server(loop)
+        probes = []
+        for i in range(30):
+            s = socket.create_connection(('127.0.0.1', port))
+            tr, pr = await loop.create_connection(lambda: Recorder(loop),
+                                                  sock=s)
+            ts = tr.get_extra_info('socket')
+            if i % 2:
+                tr.close()
+            else:
+                tr.abort()
+            await pr.lost
+            s.close()                   # the caller closes its socket too
+            del ts
+            probes.append(socket.socket())   # likely reuses the numbers
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        gc.collect()
+        for p in probes:
+            os.fstat(p.fileno())        # EBADF if closed behind our back
+            p.getsockname()
+            p.close()
+        server.close()
+        await server.wait_closed()
+    loop.run_until_complete(main())
+
+
+def test_cancel_at_every_step_leaks_nothing(loop):
+    async def main():
+        server, port = await echo_server(loop)
+        # A first connection, so that what a loop opens once (libuv keeps
+        # a spare descriptor for EMFILE) is open before counting.
+        tr, pr = await loop.create_connection(lambda: Recorder(loop),
+                                              '127.0.0.1', port)
+        tr.close()
+        await pr.lost
+        await asyncio.sleep(0.01)
+        gc.collect()
+        before = _open_fds()
+        for steps in range(12):
+            task = loop.create_task(loop.create_connection(
+                lambda: Recorder(loop), '127.0.0.1', port))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                tr, pr = await task
+            except asyncio.CancelledError:
+                pass
+            else:
+                tr.close()
+                await pr.lost
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        gc.collect()
+        assert _open_fds() <= before
+        server.close()
+        await server.wait_closed()
+    loop.run_until_complete(main())
