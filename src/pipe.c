@@ -5,8 +5,46 @@
    semantics there (EOF, close, errors, messages); here are the constructor
    and the watch of a write pipe's reader. */
 #include "asyncloop.h"
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* libuv abort()s when epoll refuses a descriptor (a regular file, or a
+   character device such as /dev/null): find out first, and raise the
+   OSError instead. */
+static int
+check_pollable(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode)
+        && !S_ISCHR(st.st_mode)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Pipe transport is only for pipes, sockets and "
+                        "character devices");
+        return -1;
+    }
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN};
+    int rc = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    int err = errno;
+    close(ep);
+    if (rc < 0) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
 
 /* _make_pipe_transport(loop, pipe, protocol, waiter, extra, write): a
    read or write pipe transport (asyncio's _UnixReadPipeTransport and
@@ -26,7 +64,7 @@ make_pipe_transport(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     int fd = PyObject_AsFileDescriptor(pipe);
-    if (fd < 0) {
+    if (fd < 0 || check_pollable(fd) < 0) {
         return NULL;
     }
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);

@@ -185,3 +185,19 @@ def test_streams_over_pipes(loop):
         assert await reader.readline() == b'line one\n'
         assert await reader.read() == b'line two\n'
     loop.run_until_complete(main())
+
+
+def test_unpollable_character_device(loop):
+    """/dev/null is a character device epoll refuses: an OSError, not a
+    crash (asyncio reports the error of its add_reader instead)."""
+    async def main():
+        with open('/dev/null', 'rb') as f:
+            try:
+                tr, pr = await loop.connect_read_pipe(asyncio.Protocol, f)
+            except OSError:
+                return
+            await asyncio.sleep(0.01)
+            tr.close()
+    errors = []
+    loop.set_exception_handler(lambda l, ctx: errors.append(ctx))
+    loop.run_until_complete(main())
