@@ -11,8 +11,9 @@ streams server: read what is there, write it back, drain). The load comes
 from a small C client (bench/net_echo_client.c, compiled with cc on the
 first run) in another process: CONNECTIONS connections, each sending one
 message and waiting for its echo before sending the next, so requests per
-second and the latency percentiles are those of the server. Rounds
-alternate between the loops and the best round is kept.
+second and the latency percentiles are those of the server. Server and
+client are pinned to different CPUs when there are two. Rounds alternate
+between the loops and the best round is kept.
 """
 
 from __future__ import annotations
@@ -100,12 +101,26 @@ def build_client(workdir):
     return exe
 
 
+def _pinned(cpu):
+    """preexec_fn running the child on one CPU (server and client on
+    different ones, so that they do not take turns on the same core)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
 def run_one(client, loop_name, mode, size, conns, seconds):
+    server_cpu, client_cpu = _cpus()
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / 'port'
         proc = subprocess.Popen(
             [sys.executable, __file__, '--serve', loop_name, mode,
-             str(port_file)])
+             str(port_file)], preexec_fn=_pinned(server_cpu))
         try:
             for _ in range(200):
                 if port_file.exists() and port_file.read_text():
@@ -117,7 +132,7 @@ def run_one(client, loop_name, mode, size, conns, seconds):
             out = subprocess.run(
                 [str(client), '127.0.0.1', port, str(conns), str(size),
                  str(seconds)], check=True, capture_output=True,
-                text=True).stdout
+                text=True, preexec_fn=_pinned(client_cpu)).stdout
         finally:
             proc.terminate()
             proc.wait()

@@ -298,6 +298,8 @@ resource_close(Resource *res)
     TransportObject *tr = (TransportObject *)((char *)res -
                                               offsetof(TransportObject, res));
     tr->closing = 1;
+    /* Loop.close() has already dropped every add_reader watch. */
+    tr->peer_watch_fd = -1;
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
     close_handle(tr);
 }

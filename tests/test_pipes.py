@@ -201,3 +201,23 @@ def test_unpollable_character_device(loop):
     errors = []
     loop.set_exception_handler(lambda l, ctx: errors.append(ctx))
     loop.run_until_complete(main())
+
+
+def test_loop_closed_with_open_pipes(loop_factory):
+    loop = loop_factory()
+    r, w = os.pipe()
+    robj, wobj = open(r, 'rb', 0), open(w, 'wb', 0)
+
+    async def main():
+        rt, _ = await loop.connect_read_pipe(asyncio.Protocol, robj)
+        wt, _ = await loop.connect_write_pipe(asyncio.Protocol, wobj)
+        await asyncio.sleep(0.01)
+        return rt, wt
+
+    rt, wt = loop.run_until_complete(main())
+    loop.close()
+    assert 'open' in repr(rt) and 'open' in repr(wt)
+    robj.close()
+    wobj.close()
+    rt._pipe = None
+    wt._pipe = None
