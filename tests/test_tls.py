@@ -227,3 +227,39 @@ def test_tls_unix(loop, contexts, tmp_path):
         server.close()
         await server.wait_closed()
     loop.run_until_complete(main())
+
+
+def test_tls_shutdown_timeout(loop, contexts):
+    """The peer never answers close_notify: the shutdown gives up after
+    ssl_shutdown_timeout and the connection is lost."""
+    sctx, cctx = contexts
+
+    async def main():
+        lost = loop.create_future()
+        handshaken = loop.create_future()
+
+        class Mute(asyncio.Protocol):
+            def connection_made(self, tr):
+                handshaken.set_result(tr)
+
+        class Client(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        server = await loop.create_server(Mute, '127.0.0.1', 0, ssl=sctx)
+        port = server.sockets[0].getsockname()[1]
+        tr, pr = await loop.create_connection(
+            Client, '127.0.0.1', port, ssl=cctx, server_hostname='localhost',
+            ssl_shutdown_timeout=0.3)
+        server_tr = await handshaken
+        # The server stops reading its raw socket: no close_notify reply.
+        server_tr._ssl_protocol._transport.pause_reading()
+        t0 = loop.time()
+        tr.write(b'x' * 10)
+        tr.close()
+        await asyncio.wait_for(lost, 5)
+        assert loop.time() - t0 < 3
+        server_tr.abort()
+        server.close()
+        await server.wait_closed()
+    loop.run_until_complete(main())
