@@ -1787,7 +1787,16 @@ tr_get_low_water(TransportObject *tr, void *Py_UNUSED(closure))
     return PyLong_FromSize_t(tr->low_water);
 }
 
+/* start_tls() works on sockets only, as asyncio. */
+static PyObject *
+tr_get_start_tls_compatible(TransportObject *tr, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(tr->kind == TRANSPORT_SOCKET);
+}
+
 static PyGetSetDef tr_getset[] = {
+    {"_start_tls_compatible", (getter)tr_get_start_tls_compatible, NULL, NULL,
+     NULL},
     {"_high_water", (getter)tr_get_high_water, NULL, NULL, NULL},
     {"_low_water", (getter)tr_get_low_water, NULL, NULL, NULL},
     {"_protocol_paused", (getter)tr_get_protocol_paused, NULL, NULL, NULL},
@@ -1938,10 +1947,6 @@ stream_init(PyObject *module)
                                                                     base);
     Py_DECREF(base);
     if (SocketTransport_Type == NULL) {
-        return -1;
-    }
-    if (PyObject_SetAttrString((PyObject *)SocketTransport_Type,
-                               "_start_tls_compatible", Py_True) < 0) {
         return -1;
     }
     Py_INCREF(SocketTransport_Type);

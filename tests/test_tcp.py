@@ -809,3 +809,38 @@ def test_cancel_at_every_step_leaks_nothing(loop):
         server.close()
         await server.wait_closed()
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize('where', ['data_received', 'connection_made'])
+def test_keyboard_interrupt_in_protocol(loop, where):
+    """KeyboardInterrupt raised by a protocol callback stops the loop and
+    comes out of run_until_complete(); the loop stays usable."""
+    class Interrupting(asyncio.Protocol):
+        def connection_made(self, tr):
+            self.tr = tr
+            if where == 'connection_made':
+                raise KeyboardInterrupt
+
+        def data_received(self, data):
+            raise KeyboardInterrupt
+
+    async def setup():
+        server, port = await echo_server(loop)
+        tr, pr = await loop.create_connection(Interrupting, '127.0.0.1',
+                                              port)
+        return server, tr
+
+    async def wait():
+        tr.write(b'x')
+        await asyncio.sleep(5)
+
+    if where == 'connection_made':
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(setup())
+        return
+    server, tr = loop.run_until_complete(setup())
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(wait())
+    tr.abort()
+    server.close()
+    loop.run_until_complete(asyncio.sleep(0.01))
