@@ -14,6 +14,14 @@ Descriptor ownership: a Python socket handed to a transport or a listener
 stays owned by it (asyncio's semantics: get_extra_info('socket') and
 Server.sockets are that socket) while libuv works on a duplicate of its
 descriptor; both are closed together, each by its one owner.
+
+Where this differs from the default loop:
+- get_extra_info('socket') of an accepted connection wraps a duplicate of
+  the connection's descriptor (closed with the transport), so its fileno()
+  is not the number libuv watches;
+- a pipe transport on a character device epoll cannot watch (/dev/null)
+  is refused with OSError at connect_*_pipe(), where asyncio reports the
+  error of its add_reader() later.
 """
 import errno
 import io
