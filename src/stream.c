@@ -36,6 +36,8 @@
 /* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 #define CONNLOST_WRITES_WARNING 5
 #define DEFAULT_HIGH_WATER (64 * 1024)
+/* uv_buf_t lengths are unsigned int: larger writes go as several bufs. */
+#define CHUNK_MAX ((size_t)1 << 30)
 
 PyTypeObject *SocketTransport_Type;
 static PyObject *BufferedProtocol;      /* asyncio.BufferedProtocol */
@@ -688,6 +690,13 @@ static int
 pending_append(TransportObject *tr, PyObject *obj, const char *base,
                size_t len)
 {
+    while (len > CHUNK_MAX) {
+        if (pending_append(tr, obj, base, CHUNK_MAX) < 0) {
+            return -1;
+        }
+        base += CHUNK_MAX;
+        len -= CHUNK_MAX;
+    }
     if (chunks_reserve(&tr->pending, &tr->pending_cap, tr->npending + 1) < 0) {
         return -1;
     }
@@ -730,7 +739,10 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
             }
         }
         for (Py_ssize_t i = 0; i < n; i++) {
-            bufs[i] = uv_buf_init(views[i].buf, (unsigned int)views[i].len);
+            size_t len = (size_t)views[i].len;
+            bufs[i] = uv_buf_init(views[i].buf,
+                                  (unsigned int)(len > CHUNK_MAX ? CHUNK_MAX
+                                                                 : len));
         }
         int written = uv_try_write(TR_STREAM(tr), bufs, (unsigned int)n);
         if (bufs != small) {

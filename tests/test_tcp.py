@@ -844,3 +844,31 @@ def test_keyboard_interrupt_in_protocol(loop, where):
     tr.abort()
     server.close()
     loop.run_until_complete(asyncio.sleep(0.01))
+
+
+def test_writelines_many_buffers(loop):
+    """More buffers than one writev() takes (IOV_MAX)."""
+    async def main():
+        got = bytearray()
+        done = loop.create_future()
+        parts = [bytes([i % 256]) * (i % 7 + 1) for i in range(5000)]
+        expected = b''.join(parts)
+
+        class Collect(asyncio.Protocol):
+            def data_received(self, d):
+                got.extend(d)
+                if len(got) >= len(expected) and not done.done():
+                    done.set_result(None)
+
+        server, port = await echo_server(loop, Collect)
+        tr, pr = await loop.create_connection(lambda: Recorder(loop),
+                                              '127.0.0.1', port)
+        tr.writelines(parts)
+        tr.writelines(iter(parts))
+        expected *= 2
+        await asyncio.wait_for(done, 5)
+        assert bytes(got) == expected
+        tr.close()
+        await pr.lost
+        server.close()
+    loop.run_until_complete(main())
