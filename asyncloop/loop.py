@@ -51,7 +51,7 @@ def _noop_signal_handler(signum, frame):
     is all the loop needs."""
 
 
-class Loop(_loop.Loop, StreamsMixin, LowLevelMixin, PipesMixin,
+class Loop(_loop.Loop, PipesMixin, StreamsMixin, LowLevelMixin,
            SubprocessMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 

@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <uv.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* ---- compatibility ----------------------------------------------------- */
 
@@ -260,5 +261,94 @@ int udp_init(PyObject *module);
 /* Sets the OSError subclass matching a negative libuv error code. */
 PyObject *error_from_uv(int uverr);
 PyObject *error_from_uv_with_text(int uverr, const char *what);
+
+/* ---- network transports and servers (stream.c, server.c) --------------- */
+
+/* A part of the write buffer: len bytes at base, kept alive by obj. */
+typedef struct {
+    PyObject *obj;
+    char *base;
+    size_t len;
+} WriteChunk;
+
+typedef struct TransportObject {
+    PyObject_HEAD
+    PyObject *extra;             /* asyncio.BaseTransport's `_extra` slot:
+                                    must stay the first field */
+    PyObject *flow_slots[4];     /* the slots of asyncio's _FlowControlMixin
+                                    (the base class), left NULL: the type
+                                    overrides each with a getter */
+    PyObject *weakreflist;
+    Resource res;
+    LoopObject *loop;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } uv;
+    PyObject *protocol;
+    PyObject *cb_data_received;  /* bound methods of the protocol */
+    PyObject *cb_get_buffer;
+    PyObject *cb_buffer_updated;
+    PyObject *sock;              /* Python socket owned, or NULL */
+    PyObject *server;            /* asyncio Server to _attach/_detach */
+    PyObject *read_error;        /* get_buffer() failure, for read_cb */
+    PyObject *empty_waiter;      /* sendfile(): future of an empty buffer */
+    Py_buffer read_view;         /* BufferedProtocol buffer being filled */
+    WriteChunk *pending;         /* written, not yet handed to libuv */
+    Py_ssize_t npending, pending_cap;
+    size_t pending_size;
+    WriteChunk *inflight;        /* owned by write_req */
+    Py_ssize_t ninflight, inflight_cap;
+    uv_write_t write_req;
+    size_t high_water, low_water;
+    unsigned long conn_lost;     /* asyncio's _conn_lost */
+    char is_tcp;
+    char kind;                   /* TRANSPORT_SOCKET, _READ_PIPE, _WRITE_PIPE */
+    int peer_watch_fd;           /* write pipe: fd watched by add_reader to
+                                    see the reader go away, or -1 */
+    char uv_open;                /* handle open (not uv_close()d) */
+    char started;                /* connection_made() was called */
+    char closing;                /* asyncio's _closing */
+    char eof;                    /* write_eof() called */
+    char paused;                 /* pause_reading() called */
+    char reading;                /* uv_read_start() in effect */
+    char in_read_cb;             /* between libuv's alloc and read callbacks */
+    char stop_after_read;
+    char in_buffer;              /* read_view is held */
+    char buffered;               /* protocol is a BufferedProtocol */
+    char protocol_connected;
+    char protocol_paused;        /* pause_writing() called */
+    char write_inflight;
+    char connection_lost_called;
+    char sock_closed;            /* the Python socket/pipe was closed */
+} TransportObject;
+
+enum { TRANSPORT_SOCKET, TRANSPORT_READ_PIPE, TRANSPORT_WRITE_PIPE };
+
+extern PyTypeObject *SocketTransport_Type;
+
+int stream_init(PyObject *module);      /* stream.c: calls the two below */
+int pipe_init(PyObject *module);
+int server_init(PyObject *module);
+PyObject *import_from(const char *module, const char *name);
+TransportObject *transport_alloc(LoopObject *loop, int is_tcp);
+void transport_discard(TransportObject *tr);
+int transport_start_accepted(TransportObject *tr, PyObject *protocol,
+                             PyObject *server, int nodelay);
+int transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
+                    PyObject *server, int nodelay);
+int transport_fd(TransportObject *tr);
+int transport_pipe_close(TransportObject *tr, PyObject *exc);
+void transport_log_debug(TransportObject *tr, const char *message);
+/* tcp.c */
+PyObject *socket_transport_new(PyTypeObject *type, PyObject *args,
+                               PyObject *kwds);
+int transport_set_names(TransportObject *tr, int fd);
+PyObject *sockaddr_to_python(const struct sockaddr *sa, socklen_t len);
+/* pipe.c: methods of the transport type */
+PyObject *tr_pipe_peer_closed(TransportObject *tr, PyObject *ignored);
+PyObject *tr_watch_peer(TransportObject *tr, PyObject *ignored);
 
 #endif /* ASYNCLOOP_H */

@@ -122,6 +122,7 @@ add_type(PyObject *module, PyTypeObject *type, const char *name)
 static int (*const part_inits[])(PyObject *) = {
     poll_init,
     sock_init, udp_init,
+    stream_init,
 };
 
 static int
