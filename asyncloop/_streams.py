@@ -205,8 +205,11 @@ class StreamsMixin:
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        return _loop.SocketTransport(self, sock, protocol, waiter, extra,
-                                     server)
+        transport = _loop.SocketTransport(self, sock, protocol, waiter, extra,
+                                          server)
+        # As asyncio: add_reader() and friends refuse this descriptor now.
+        self._transports[sock.fileno()] = transport
+        return transport
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
                             *, server_side=False, server_hostname=None,
@@ -219,8 +222,9 @@ class StreamsMixin:
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
             call_connection_made=call_connection_made)
-        _loop.SocketTransport(self, rawsock, ssl_protocol, None, extra,
-                              server)
+        transport = _loop.SocketTransport(self, rawsock, ssl_protocol, None,
+                                          extra, server)
+        self._transports[rawsock.fileno()] = transport
         return ssl_protocol._app_transport
 
     async def _create_connection_transport(

@@ -23,6 +23,28 @@ REFERENCE_LOOP = "asyncio"
 ALL = {
     "test_events.EventLoopTests.test_timeout_rounding":
         "wraps loop._run_once to count iterations, reads loop._selector",
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests"
+    ".test_sock_sendfile_not_available":
+        "patches asyncio.unix_events.os, the stock loop's module",
+    "test_unix_events.SelectorEventLoopUnixSockSendfileTests"
+    ".test_sock_sendfile_[bceo]*":
+        "calls and patches the stock loop's _sock_sendfile_native_impl",
+    "test_subprocess.GenericWatcherTests"
+    ".test_create_subprocess_fails_with_inactive_watcher":
+        "mocks the policy's child watcher, which asyncloop does not use "
+        "(children are reaped through pidfds)",
+}
+
+# Not private attributes: behaviour of asyncloop that differs from the
+# stock loop, each also written down in the README's "Differences from
+# asyncio". Listed so that they are tracked, not hidden: a listed test that
+# passes is reported as such.
+KNOWN_DIFFERENCES = {
+    "test_events.EventLoopTests.test_create_ssl_unix_connection":
+        "reads sockname after a peer that answers at once: asyncloop's "
+        "transport reads until the socket is drained in one iteration, so "
+        "the TLS connection may already be closed (the stock loop reads "
+        "once per iteration); passes or fails by timing",
 }
 
 BY_VERSION = {
@@ -40,6 +62,7 @@ def for_run(loop_name, version):
     if loop_name == REFERENCE_LOOP:
         return {}
     entries = dict(ALL)
+    entries.update(KNOWN_DIFFERENCES)
     entries.update(BY_VERSION.get(tuple(version[:2]), {}))
     return entries
 

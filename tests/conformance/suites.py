@@ -199,7 +199,7 @@ def _entries():
         _EVENT_LOOP_TESTS, "create_event_loop", select=is_core_test),
         note="the whole module minus its network, pipe and subprocess tests",
         cost=3)
-    # Network, pipe and subprocess suites: not run by default yet.
+    # Network, pipe and subprocess suites.
     yield Suite("test_events_network", "test_events", loop_mixins(
         _EVENT_LOOP_TESTS, "create_event_loop", select=is_network_test),
         note="the network, pipe and subprocess tests of test_events")
@@ -222,9 +222,7 @@ def _entries():
 
 SUITES = {suite.name: suite for suite in _entries()}
 
-DEFAULT = ("test_tasks", "test_futures2", "test_locks", "test_queues",
-           "test_taskgroups", "test_timeouts", "test_waitfor", "test_context",
-           "test_threads", "test_runners", "test_events")
+DEFAULT = tuple(SUITES)
 
 
 def get(name) -> Optional[Suite]:
