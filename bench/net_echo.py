@@ -150,7 +150,11 @@ def main():
     parser.add_argument('--seconds', type=float, default=2.0)
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--json', metavar='FILE')
+    parser.add_argument('--quick', action='store_true',
+                        help='one round of 0.5 s per case')
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 0.5
     if args.serve:
         serve(*args.serve)
         return
