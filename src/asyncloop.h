@@ -81,29 +81,32 @@ extern unsigned long asyncloop_fork_generation;
 struct LoopObject;
 
 /* Handle and TimerHandle subclass asyncio.Handle and asyncio.TimerHandle,
-   as the documentation of call_soon promises an asyncio.Handle. The
-   instance layout of those Python classes (their __slots__) comes first;
-   asyncloop never uses those slots: its own fields follow, and attributes
-   of the same names are served from them. module init checks that the
-   room reserved here is enough for the running interpreter's classes. */
-#define ASYNCIO_HANDLE_SLOTS 10
-
+   as the documentation of call_soon promises an asyncio.Handle. Instances
+   therefore start with the __slots__ of those Python classes, which CPython
+   lays out in sorted order; asyncloop keeps its own references in them, so
+   they cost no memory of their own. module init checks every offset
+   against the running interpreter's classes. The slots of flags
+   (_cancelled, _scheduled) stay empty: attributes of those names are
+   served from the C flags. */
 typedef struct HandleObject {
     PyObject_HEAD
-    PyObject *asyncio_slots[ASYNCIO_HANDLE_SLOTS];
-    PyObject *callback;          /* NULL once cancelled */
-    PyObject *args;              /* tuple; NULL once cancelled */
-    PyObject *context;           /* contextvars.Context */
-    struct LoopObject *loop;
-    PyObject *source_traceback;  /* list in debug mode, else NULL */
-    PyObject *saved_repr;        /* repr kept at cancel() in debug mode */
-    char cancelled;
-    /* TimerHandle only */
-    char scheduled;              /* sits in the loop's timer heap */
-    double when;
-    PyObject *when_obj;          /* call_at's deadline when not a float, which
-                                    when() and the repr show as given */
+    PyObject *args;              /* _args: tuple; NULL once cancelled */
+    PyObject *callback;          /* _callback: NULL once cancelled */
+    PyObject *cancelled_slot;    /* _cancelled (unused) */
+    PyObject *context;           /* _context: contextvars.Context */
+    struct LoopObject *loop;     /* _loop */
+    PyObject *saved_repr;        /* _repr: kept at cancel() in debug mode */
+    PyObject *source_traceback;  /* _source_traceback: debug mode only */
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *weakreflist;       /* __weakref__ (3.12+ keep it elsewhere) */
+#endif
+    PyObject *scheduled_slot;    /* TimerHandle's _scheduled (unused) */
+    PyObject *when_obj;          /* TimerHandle's _when: call_at's deadline
+                                    when not a float, shown as given */
+    double when;                 /* TimerHandle only, from here on */
     uint64_t seq;                /* scheduling order among equal deadlines */
+    char cancelled;
+    char scheduled;              /* sits in the loop's timer heap */
 } HandleObject;
 
 extern PyTypeObject *Handle_Type;

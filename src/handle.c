@@ -21,14 +21,11 @@ handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     if (h == NULL) {
         return NULL;
     }
-    /* asyncio's slots, among them the weak reference list on 3.11. */
-    memset(h->asyncio_slots, 0, sizeof(h->asyncio_slots));
+    memset((char *)h + sizeof(PyObject), 0,
+           sizeof(HandleObject) - sizeof(PyObject));
     if (context == NULL || context == Py_None) {
         context = PyContext_CopyCurrent();
         if (context == NULL) {
-            h->callback = h->args = h->context = NULL;
-            h->loop = NULL;
-            h->source_traceback = h->saved_repr = NULL;
             Py_DECREF(h);
             return NULL;
         }
@@ -40,13 +37,6 @@ handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     h->callback = Py_NewRef(callback);
     h->args = Py_NewRef(args);
     h->loop = (LoopObject *)Py_NewRef(loop);
-    h->source_traceback = NULL;
-    h->saved_repr = NULL;
-    h->cancelled = 0;
-    h->scheduled = 0;
-    h->when = 0.0;
-    h->when_obj = NULL;
-    h->seq = 0;
     if (loop->debug) {
         /* Like asyncio: the stack of the caller of call_soon(). */
         PyObject *frame = (PyObject *)PyEval_GetFrame();
@@ -87,21 +77,13 @@ handle_release(HandleObject *h)
     Py_DECREF(h);
 }
 
-/* The index in asyncio_slots of the weak reference list of 3.11's
-   asyncio.Handle, which is not an object reference; -1 when there is none
-   (3.12+ keep it before the object). */
-static int weakref_slot = -1;
-
 static int
 handle_traverse(HandleObject *h, visitproc visit, void *arg)
 {
-    /* Code may still store into asyncio's slots through their descriptors
-       (h._repr = ...): those references are ours to release. */
-    for (int i = 0; i < ASYNCIO_HANDLE_SLOTS; i++) {
-        if (i != weakref_slot) {
-            Py_VISIT(h->asyncio_slots[i]);
-        }
-    }
+    /* Code may still store into the flag slots through asyncio's
+       descriptors: those references are ours to release too. */
+    Py_VISIT(h->cancelled_slot);
+    Py_VISIT(h->scheduled_slot);
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
     Py_VISIT(h->context);
@@ -115,11 +97,8 @@ handle_traverse(HandleObject *h, visitproc visit, void *arg)
 static int
 handle_clear(HandleObject *h)
 {
-    for (int i = 0; i < ASYNCIO_HANDLE_SLOTS; i++) {
-        if (i != weakref_slot) {
-            Py_CLEAR(h->asyncio_slots[i]);
-        }
-    }
+    Py_CLEAR(h->cancelled_slot);
+    Py_CLEAR(h->scheduled_slot);
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
     Py_CLEAR(h->context);
@@ -574,18 +553,62 @@ static PyType_Spec timer_spec = {
 PyTypeObject *Handle_Type;
 PyTypeObject *TimerHandle_Type;
 
-/* Creates the two types as subclasses of asyncio's, bases first. */
+/* Where HandleObject keeps each slot of asyncio's classes. */
+static const struct {
+    const char *name;
+    Py_ssize_t offset;
+} slot_fields[] = {
+    {"_args", offsetof(HandleObject, args)},
+    {"_callback", offsetof(HandleObject, callback)},
+    {"_cancelled", offsetof(HandleObject, cancelled_slot)},
+    {"_context", offsetof(HandleObject, context)},
+    {"_loop", offsetof(HandleObject, loop)},
+    {"_repr", offsetof(HandleObject, saved_repr)},
+    {"_source_traceback", offsetof(HandleObject, source_traceback)},
+    {"_scheduled", offsetof(HandleObject, scheduled_slot)},
+    {"_when", offsetof(HandleObject, when_obj)},
+};
+
+/* Checks that every slot of the asyncio class base (and its bases) sits
+   where HandleObject expects it, and that the layout ends before our own
+   fields. */
+static int
+check_layout(PyTypeObject *base)
+{
+    if (base->tp_basicsize > (Py_ssize_t)offsetof(HandleObject, when)
+        || base->tp_itemsize != 0) {
+        goto mismatch;
+    }
+    for (size_t i = 0; i < sizeof(slot_fields) / sizeof(slot_fields[0]); i++) {
+        PyObject *descr = PyObject_GetAttrString((PyObject *)base,
+                                                 slot_fields[i].name);
+        if (descr == NULL) {
+            /* asyncio.Handle has no _when: only TimerHandle's matter. */
+            PyErr_Clear();
+            continue;
+        }
+        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                 && ((PyMemberDescrObject *)descr)->d_member->offset
+                    == slot_fields[i].offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            goto mismatch;
+        }
+    }
+    return 0;
+mismatch:
+    PyErr_Format(PyExc_ImportError,
+                 "asyncloop: the instance layout of %s of this Python is not "
+                 "the one asyncloop was built for", base->tp_name);
+    return -1;
+}
+
+/* Creates one of the two types as a subclass of asyncio's. */
 static PyTypeObject *
 make_subclass(PyObject *module, PyType_Spec *spec, PyObject *bases,
               PyObject *asyncio_base)
 {
-    PyTypeObject *base = (PyTypeObject *)asyncio_base;
-    if (base->tp_basicsize > (Py_ssize_t)offsetof(HandleObject, callback)
-        || base->tp_itemsize != 0) {
-        PyErr_Format(PyExc_ImportError,
-                     "asyncloop: %s of this Python has a layout of %zd bytes, "
-                     "more than the %zd reserved", base->tp_name,
-                     base->tp_basicsize, offsetof(HandleObject, callback));
+    if (check_layout((PyTypeObject *)asyncio_base) < 0) {
         return NULL;
     }
     return (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, bases);
@@ -605,12 +628,6 @@ handle_init_types(PyObject *module)
     int rc = -1;
     if (handle == NULL || timer == NULL) {
         goto done;
-    }
-    Py_ssize_t weakref_offset = ((PyTypeObject *)handle)->tp_weaklistoffset;
-    if (weakref_offset > 0) {
-        weakref_slot = (int)((weakref_offset
-                              - offsetof(HandleObject, asyncio_slots))
-                             / sizeof(PyObject *));
     }
     bases = PyTuple_Pack(1, handle);
     if (bases == NULL) {
