@@ -1,4 +1,4 @@
-"""The Loop methods for TCP and Unix-socket connections, servers, TLS, pipes.
+"""The Loop methods for TCP and Unix-socket connections, servers, TLS.
 
 The transports and the accepting of connections are C
 (asyncloop._loop.SocketTransport and asyncloop._loop.Listener). What runs
@@ -18,16 +18,12 @@ descriptor; both are closed together, each by its one owner.
 Where this differs from the default loop:
 - get_extra_info('socket') of an accepted connection wraps a duplicate of
   the connection's descriptor (closed with the transport), so its fileno()
-  is not the number libuv watches;
-- a pipe transport on a character device epoll cannot watch (/dev/null)
-  is refused with OSError at connect_*_pipe(), where asyncio reports the
-  error of its add_reader() later.
+  is not the number libuv watches.
 """
 import errno
 import io
 import os
 import socket
-import stat
 import sys
 
 from asyncio import base_events, constants, exceptions, sslproto, unix_events
@@ -318,40 +314,6 @@ class StreamsMixin:
         except OSError as err:
             logger.error('Unable to clean up listening UNIX socket %r: %r',
                          path, err)
-
-    # ---- pipes -----------------------------------------------------------
-
-    async def _connect_pipe(self, protocol_factory, pipe, write):
-        fd = pipe.fileno()
-        mode = os.fstat(fd).st_mode
-        is_socket = stat.S_ISSOCK(mode)
-        is_fifo = stat.S_ISFIFO(mode)
-        if not (is_fifo or is_socket or stat.S_ISCHR(mode)):
-            if write:
-                raise ValueError("Pipe transport is only for "
-                                 "pipes, sockets and character devices")
-            raise ValueError("Pipe transport is for pipes/sockets only.")
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = _loop._make_pipe_transport(self, pipe, protocol, waiter,
-                                               {'pipe': pipe}, write)
-        if write and (is_socket or is_fifo):
-            # As asyncio: the reader closing its end makes ours readable.
-            self.call_soon(transport._watch_peer)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
-
-    async def connect_read_pipe(self, protocol_factory, pipe):
-        """Register the read end of a pipe (or FIFO, PTY, socket)."""
-        return await self._connect_pipe(protocol_factory, pipe, False)
-
-    async def connect_write_pipe(self, protocol_factory, pipe):
-        """Register the write end of a pipe (or FIFO, PTY, socket)."""
-        return await self._connect_pipe(protocol_factory, pipe, True)
 
     # ---- sendfile --------------------------------------------------------
 

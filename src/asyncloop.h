@@ -308,9 +308,6 @@ typedef struct TransportObject {
     size_t high_water, low_water;
     unsigned long conn_lost;     /* asyncio's _conn_lost */
     char is_tcp;
-    char kind;                   /* TRANSPORT_SOCKET, _READ_PIPE, _WRITE_PIPE */
-    int peer_watch_fd;           /* write pipe: fd watched by add_reader to
-                                    see the reader go away, or -1 */
     char uv_open;                /* handle open (not uv_close()d) */
     char started;                /* connection_made() was called */
     char closing;                /* asyncio's _closing */
@@ -325,15 +322,12 @@ typedef struct TransportObject {
     char protocol_paused;        /* pause_writing() called */
     char write_inflight;
     char connection_lost_called;
-    char sock_closed;            /* the Python socket/pipe was closed */
+    char sock_closed;            /* the Python socket was closed */
 } TransportObject;
-
-enum { TRANSPORT_SOCKET, TRANSPORT_READ_PIPE, TRANSPORT_WRITE_PIPE };
 
 extern PyTypeObject *SocketTransport_Type;
 
-int stream_init(PyObject *module);      /* stream.c: calls the two below */
-int pipe_init(PyObject *module);
+int stream_init(PyObject *module);      /* stream.c: calls the one below */
 int server_init(PyObject *module);
 PyObject *import_from(const char *module, const char *name);
 TransportObject *transport_alloc(LoopObject *loop, int is_tcp);
@@ -343,15 +337,11 @@ int transport_start_accepted(TransportObject *tr, PyObject *protocol,
 int transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
                     PyObject *server, int nodelay);
 int transport_fd(TransportObject *tr);
-int transport_pipe_close(TransportObject *tr, PyObject *exc);
 void transport_log_debug(TransportObject *tr, const char *message);
 /* tcp.c */
 PyObject *socket_transport_new(PyTypeObject *type, PyObject *args,
                                PyObject *kwds);
 int transport_set_names(TransportObject *tr, int fd);
 PyObject *sockaddr_to_python(const struct sockaddr *sa, socklen_t len);
-/* pipe.c: methods of the transport type */
-PyObject *tr_pipe_peer_closed(TransportObject *tr, PyObject *ignored);
-PyObject *tr_watch_peer(TransportObject *tr, PyObject *ignored);
 
 #endif /* ASYNCLOOP_H */

@@ -662,7 +662,7 @@ create_task_factory(LoopObject *loop, PyObject *coro, PyObject *kwargs)
             goto done;
         }
         if (PyDict_GET_SIZE(kwargs) == 0) {
-            Py_CLEAR(kwargs);
+            kwargs = NULL;      /* the caller's reference, not ours */
         }
         else {
             Py_INCREF(kwargs);

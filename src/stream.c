@@ -1,4 +1,4 @@
-/* The stream transport shared by TCP sockets, Unix-domain sockets and pipes.
+/* The stream transport shared by TCP sockets and Unix-domain sockets.
 
    One C type, asyncloop._loop.SocketTransport, created at module init as a
    heap type whose base is asyncio.Transport: instances are real
@@ -7,8 +7,8 @@
    (_closing, _conn_lost, _eof, _paused), the same order of protocol calls
    and the same messages.
 
-   The constructors live with what they open: tcp.c (sockets, for TCP and
-   Unix sockets alike) and pipe.c (connect_read_pipe/connect_write_pipe).
+   The constructor lives in tcp.c (sockets, for TCP and Unix sockets
+   alike).
 
    Reading: libuv reads into one buffer per thread (Protocol) or straight
    into the protocol's buffer (BufferedProtocol). Writing: write() tries the
@@ -254,34 +254,12 @@ close_python_socket(TransportObject *tr)
     }
 }
 
-/* A write pipe's reader end is watched with the loop's add_reader on the
-   Python pipe's own descriptor; stop before that descriptor is closed. */
-static void
-unwatch_peer(TransportObject *tr)
-{
-    if (tr->peer_watch_fd < 0) {
-        return;
-    }
-    PyObject *exc = err_fetch();
-    PyObject *res = PyObject_CallMethod((PyObject *)tr->loop, "_remove_reader",
-                                        "i", tr->peer_watch_fd);
-    tr->peer_watch_fd = -1;
-    if (res == NULL) {
-        PyErr_WriteUnraisable((PyObject *)tr);
-    }
-    Py_XDECREF(res);
-    if (exc != NULL) {
-        err_restore(exc);
-    }
-}
-
 static void
 close_handle(TransportObject *tr)
 {
     if (!tr->uv_open) {
         return;
     }
-    unwatch_peer(tr);
     tr->uv_open = 0;
     if (tr->in_buffer) {
         PyBuffer_Release(&tr->read_view);
@@ -291,7 +269,7 @@ close_handle(TransportObject *tr)
 }
 
 /* Resource.close, from Loop.close(): the loop is going away, no protocol
-   callback can run any more. As with asyncio, the Python socket or pipe
+   callback can run any more. As with asyncio, the Python socket
    stays open (closed with a ResourceWarning when the transport is
    collected, as asyncio's transports do). */
 static void
@@ -300,8 +278,6 @@ resource_close(Resource *res)
     TransportObject *tr = (TransportObject *)((char *)res -
                                               offsetof(TransportObject, res));
     tr->closing = 1;
-    /* Loop.close() has already dropped every add_reader watch. */
-    tr->peer_watch_fd = -1;
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
     close_handle(tr);
 }
@@ -437,69 +413,20 @@ force_close(TransportObject *tr, PyObject *exc)
     return schedule_connection_lost(tr, exc);
 }
 
-/* The _close(exc) of asyncio's pipe transports. */
-int
-transport_pipe_close(TransportObject *tr, PyObject *exc)
-{
-    tr->closing = 1;
-    chunks_release(tr->pending, &tr->npending, &tr->pending_size);
-    stop_reading(tr);
-    unwatch_peer(tr);
-    return schedule_connection_lost(tr, exc);
-}
-
-static int
-is_eio(PyObject *exc)
-{
-    if (!PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
-        return 0;
-    }
-    PyObject *no = PyObject_GetAttrString(exc, "errno");
-    if (no == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    int eio = PyLong_Check(no) && PyLong_AsLong(no) == EIO;
-    Py_DECREF(no);
-    return eio;
-}
-
-/* asyncio's _fatal_error: OSErrors are only logged in debug mode (for a
-   read pipe only EIO, the end of a PTY), other exceptions go to the
-   exception handler; the connection is closed. */
+/* asyncio's _fatal_error: OSErrors are only logged in debug mode, other
+   exceptions go to the exception handler; the connection is closed. */
 static void
 fatal_error(TransportObject *tr, PyObject *exc, const char *message)
 {
-    int quiet = tr->kind == TRANSPORT_READ_PIPE
-                ? is_eio(exc)
-                : PyErr_GivenExceptionMatches(exc, PyExc_OSError);
-    if (quiet) {
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
         transport_log_debug(tr, message);
     }
     else {
         report_error(tr, message, exc);
     }
-    int rc;
-    if (tr->kind == TRANSPORT_SOCKET) {
-        rc = force_close(tr, exc);
-    }
-    else {
-        if (tr->kind == TRANSPORT_WRITE_PIPE) {
-            tr->conn_lost++;
-        }
-        rc = transport_pipe_close(tr, exc);
-    }
-    if (rc < 0) {
+    if (force_close(tr, exc) < 0) {
         PyErr_WriteUnraisable((PyObject *)tr);
     }
-}
-
-static const char *
-write_error_message(TransportObject *tr)
-{
-    return tr->kind == TRANSPORT_SOCKET
-           ? "Fatal write error on socket transport"
-           : "Fatal write error on pipe transport";
 }
 
 /* For a failed Python call inside a libuv callback: KeyboardInterrupt and
@@ -659,13 +586,13 @@ write_cb(uv_write_t *req, int status)
         error_from_uv(status);
         PyObject *exc = err_fetch();
         wake_empty_waiter(tr, exc);
-        fatal_error(tr, exc, write_error_message(tr));
+        fatal_error(tr, exc, "Fatal write error on socket transport");
         Py_DECREF(exc);
     }
     else if (tr->npending > 0) {
         int err = submit_pending(tr);
         if (err < 0) {
-            fatal_uv_error(tr, err, write_error_message(tr));
+            fatal_uv_error(tr, err, "Fatal write error on socket transport");
         }
         else if (maybe_resume_protocol(tr) < 0) {
             loop_set_pending_error(tr->loop);
@@ -749,7 +676,8 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
             PyMem_Free(bufs);
         }
         if (written < 0 && written != UV_EAGAIN) {
-            fatal_uv_error(tr, written, write_error_message(tr));
+            fatal_uv_error(tr, written,
+                           "Fatal write error on socket transport");
             return PyErr_Occurred() ? -1 : 0;
         }
         size_t done = written < 0 ? 0 : (size_t)written;
@@ -773,7 +701,7 @@ write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
     if (submit) {
         int err = submit_pending(tr);
         if (err < 0) {
-            fatal_uv_error(tr, err, write_error_message(tr));
+            fatal_uv_error(tr, err, "Fatal write error on socket transport");
             return PyErr_Occurred() ? -1 : 0;
         }
     }
@@ -797,16 +725,13 @@ check_bytes_like(PyObject *data)
 static int
 write_after_lost(TransportObject *tr)
 {
-    int pipe = tr->kind != TRANSPORT_SOCKET;
-    if (!tr->conn_lost && tr->uv_open && !(pipe && tr->closing)) {
+    if (!tr->conn_lost && tr->uv_open) {
         return 0;
     }
     if (tr->conn_lost >= CONNLOST_WRITES_WARNING) {
         PyObject *res = PyObject_CallMethod(
             asyncloop_state.logger, "warning", "s",
-            pipe ? "pipe closed by peer or os.write(pipe, data) raised "
-                   "exception."
-                 : "socket.send() raised exception.");
+            "socket.send() raised exception.");
         if (res == NULL) {
             return -1;
         }
@@ -916,17 +841,6 @@ tr_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing || tr->eof) {
         Py_RETURN_NONE;
     }
-    if (tr->kind == TRANSPORT_WRITE_PIPE) {
-        /* A pipe has no half-close: EOF is closing the pipe. */
-        tr->closing = 1;
-        if (!tr->write_inflight && tr->npending == 0) {
-            unwatch_peer(tr);
-            if (schedule_connection_lost(tr, NULL) < 0) {
-                return NULL;
-            }
-        }
-        Py_RETURN_NONE;
-    }
     tr->eof = 1;
     if (!tr->write_inflight && tr->npending == 0) {
         shutdown_write(tr);
@@ -935,9 +849,9 @@ tr_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-tr_can_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
+tr_can_write_eof(TransportObject *Py_UNUSED(tr), PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(tr->kind != TRANSPORT_READ_PIPE);
+    Py_RETURN_TRUE;
 }
 
 static PyObject *
@@ -1066,33 +980,9 @@ alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
                        len > UINT32_MAX ? UINT32_MAX : (unsigned int)len);
 }
 
-/* A read pipe's EOF: asyncio calls eof_received() and connection_lost()
-   from the ready queue and ignores what eof_received() returns. */
-static void
-on_pipe_eof(TransportObject *tr)
-{
-    transport_log_debug(tr, "was closed by peer");
-    tr->closing = 1;
-    stop_reading(tr);
-    PyObject *meth = PyObject_GetAttr(tr->protocol, str_eof_received);
-    HandleObject *h = NULL;
-    if (meth != NULL) {
-        h = loop_call_soon(tr->loop, meth, asyncloop_state.empty_tuple, NULL);
-        Py_DECREF(meth);
-    }
-    Py_XDECREF(h);
-    if (h == NULL || schedule_connection_lost(tr, NULL) < 0) {
-        PyErr_WriteUnraisable((PyObject *)tr);
-    }
-}
-
 static void
 on_eof(TransportObject *tr)
 {
-    if (tr->kind == TRANSPORT_READ_PIPE) {
-        on_pipe_eof(tr);
-        return;
-    }
     transport_log_debug(tr, "received EOF");
     PyObject *res = PyObject_CallMethodNoArgs(tr->protocol, str_eof_received);
     if (res == NULL) {
@@ -1160,16 +1050,6 @@ deliver_data(TransportObject *tr, ssize_t nread, const uv_buf_t *buf)
     PyObject *res = data == NULL || cb == NULL ? NULL
                     : PyObject_CallOneArg(cb, data);
     Py_XDECREF(data);
-    if (res == NULL && tr->kind != TRANSPORT_SOCKET
-        && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
-        && !PyErr_ExceptionMatches(PyExc_SystemExit)) {
-        /* asyncio's pipe transports do not catch it: the exception goes
-           to the handler and the pipe stays open. */
-        PyObject *exc = err_fetch();
-        report_error(tr, "Exception in callback data_received()", exc);
-        Py_DECREF(exc);
-        return;
-    }
     if (res == NULL) {
         fatal_python_error(
             tr, "Fatal error: protocol.data_received() call failed.");
@@ -1204,9 +1084,7 @@ read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     else if (nread < 0) {
         fatal_uv_error(tr, (int)nread,
-                       tr->kind == TRANSPORT_SOCKET
-                       ? "Fatal read error on socket transport"
-                       : "Fatal read error on pipe transport");
+                       "Fatal read error on socket transport");
     }
     if (tr->stop_after_read) {
         tr->stop_after_read = 0;
@@ -1331,15 +1209,6 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing) {
         Py_RETURN_NONE;
     }
-    if (tr->kind == TRANSPORT_WRITE_PIPE) {
-        return tr_write_eof(tr, NULL);
-    }
-    if (tr->kind == TRANSPORT_READ_PIPE) {
-        if (transport_pipe_close(tr, NULL) < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
-    }
     tr->closing = 1;
     stop_reading(tr);
     if (!tr->write_inflight && tr->npending == 0) {
@@ -1354,9 +1223,7 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 static PyObject *
 tr_abort(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
-    int rc = tr->kind == TRANSPORT_SOCKET ? force_close(tr, NULL)
-                                          : transport_pipe_close(tr, NULL);
-    if (rc < 0) {
+    if (force_close(tr, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1398,8 +1265,7 @@ tr_start(TransportObject *tr, PyObject *waiter)
         return NULL;
     }
     tr->started = 1;
-    if (tr->kind != TRANSPORT_WRITE_PIPE && !tr->closing && !tr->paused
-        && start_reading(tr) < 0) {
+    if (!tr->closing && !tr->paused && start_reading(tr) < 0) {
         if (err == NULL) {
             err = err_fetch();
         }
@@ -1449,7 +1315,7 @@ transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
             return -1;
         }
     }
-    if (tr->kind == TRANSPORT_SOCKET && transport_set_names(tr, fd) < 0) {
+    if (transport_set_names(tr, fd) < 0) {
         return -1;
     }
     if (set_protocol(tr, protocol) < 0) {
@@ -1492,7 +1358,6 @@ transport_alloc(LoopObject *loop, int is_tcp)
     memset(start, 0, sizeof(TransportObject) - sizeof(PyObject));
     tr->loop = (LoopObject *)Py_NewRef(loop);
     tr->is_tcp = (char)is_tcp;
-    tr->peer_watch_fd = -1;
     tr->high_water = DEFAULT_HIGH_WATER;
     tr->low_water = DEFAULT_HIGH_WATER / 4;
     tr->res.close = resource_close;
@@ -1593,7 +1458,7 @@ tr_get_extra_info(TransportObject *tr, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    if (tr->kind == TRANSPORT_SOCKET && PyUnicode_Check(name)
+    if (PyUnicode_Check(name)
         && PyUnicode_Compare(name, str_socket) == 0
         && (tr->uv_open || tr->sock != NULL)) {
         PyObject *ts = transport_socket(tr);
@@ -1627,29 +1492,16 @@ tr_repr(TransportObject *tr)
     const char *name = Py_TYPE(tr)->tp_name;
     size_t bufsize = transport_write_buffer_size(tr);
     const char *writing = tr->write_inflight ? "polling" : "idle";
-    if (tr->kind == TRANSPORT_SOCKET) {
-        if (!tr->uv_open) {
-            return PyUnicode_FromFormat("<%s%s fd=%d>", name, state, fd);
-        }
-        return PyUnicode_FromFormat(
-            "<%s%s fd=%d read=%s write=<%s, bufsize=%zu>>", name, state, fd,
-            tr->reading ? "polling" : "idle", writing, bufsize);
-    }
     if (!tr->uv_open) {
-        /* asyncio's words once the loop is closed. */
-        return PyUnicode_FromFormat("<%s%s fd=%d %s>", name, state, fd,
-                                    open_sock ? "open" : "closed");
+        return PyUnicode_FromFormat("<%s%s fd=%d>", name, state, fd);
     }
-    if (tr->kind == TRANSPORT_READ_PIPE) {
-        return PyUnicode_FromFormat("<%s%s fd=%d %s>", name, state, fd,
-                                    tr->reading ? "polling" : "idle");
-    }
-    return PyUnicode_FromFormat("<%s%s fd=%d %s bufsize=%zu>", name, state,
-                                fd, writing, bufsize);
+    return PyUnicode_FromFormat(
+        "<%s%s fd=%d read=%s write=<%s, bufsize=%zu>>", name, state, fd,
+        tr->reading ? "polling" : "idle", writing, bufsize);
 }
 
 /* asyncio's transports' __del__: an unclosed transport warns and closes
-   its socket or pipe. */
+   its socket. */
 static void
 tr_finalize(TransportObject *tr)
 {
@@ -1745,35 +1597,12 @@ tr_get_sock(TransportObject *tr, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-tr_get_pipe(TransportObject *tr, void *Py_UNUSED(closure))
-{
-    int open_sock = tr->sock != NULL && !tr->sock_closed;
-    return Py_NewRef(tr->kind != TRANSPORT_SOCKET && open_sock ? tr->sock
-                                                               : Py_None);
-}
-
-/* Tests of asyncio set `_pipe = None` to say the pipe is closed by them. */
-static int
-tr_set_pipe(TransportObject *tr, PyObject *value, void *Py_UNUSED(closure))
-{
-    if (value != Py_None) {
-        PyErr_SetString(PyExc_AttributeError, "_pipe can only be set to None");
-        return -1;
-    }
-    if (tr->kind != TRANSPORT_SOCKET) {
-        tr->sock_closed = 1;
-    }
-    return 0;
-}
-
-static PyObject *
 tr_get_protocol_paused(TransportObject *tr, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(tr->protocol_paused);
 }
 
-/* loop.sendfile(): os.sendfile() on sockets, not supported on pipes (as
-   asyncio). */
+/* loop.sendfile(): os.sendfile() on sockets, as asyncio. */
 static PyObject *
 tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
 {
@@ -1782,7 +1611,7 @@ tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
         return NULL;
     }
     PyObject *res = PyObject_GetAttrString(
-        mode, tr->kind == TRANSPORT_SOCKET ? "TRY_NATIVE" : "UNSUPPORTED");
+        mode, "TRY_NATIVE");
     Py_DECREF(mode);
     return res;
 }
@@ -1799,11 +1628,12 @@ tr_get_low_water(TransportObject *tr, void *Py_UNUSED(closure))
     return PyLong_FromSize_t(tr->low_water);
 }
 
-/* start_tls() works on sockets only, as asyncio. */
+/* start_tls() works on socket transports, as asyncio. */
 static PyObject *
-tr_get_start_tls_compatible(TransportObject *tr, void *Py_UNUSED(closure))
+tr_get_start_tls_compatible(TransportObject *Py_UNUSED(tr),
+                            void *Py_UNUSED(closure))
 {
-    return PyBool_FromLong(tr->kind == TRANSPORT_SOCKET);
+    Py_RETURN_TRUE;
 }
 
 static PyGetSetDef tr_getset[] = {
@@ -1814,7 +1644,6 @@ static PyGetSetDef tr_getset[] = {
     {"_protocol_paused", (getter)tr_get_protocol_paused, NULL, NULL, NULL},
     {"_sendfile_compatible", (getter)tr_get_sendfile_compatible, NULL, NULL,
      NULL},
-    {"_pipe", (getter)tr_get_pipe, (setter)tr_set_pipe, NULL, NULL},
     {"_loop", (getter)tr_get_loop, NULL, NULL, NULL},
     {"_closing", (getter)tr_get_closing, NULL, NULL, NULL},
     {"_conn_lost", (getter)tr_get_conn_lost, NULL, NULL, NULL},
@@ -1852,9 +1681,6 @@ static PyMethodDef tr_methods[] = {
      NULL},
     {"_reset_empty_waiter", (PyCFunction)tr_reset_empty_waiter, METH_NOARGS,
      NULL},
-    {"_pipe_peer_closed", (PyCFunction)tr_pipe_peer_closed, METH_NOARGS,
-     NULL},
-    {"_watch_peer", (PyCFunction)tr_watch_peer, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}
 };
 
@@ -1937,8 +1763,8 @@ stream_init(PyObject *module)
     BufferedProtocol = import_from("asyncio", "BufferedProtocol");
     TransportSocket = import_from("asyncio.trsock", "TransportSocket");
     socket_socket = import_from("socket", "socket");
-    /* _FlowControlMixin(Transport): what asyncio's socket and write-pipe
-       transports derive from, and what loop.sendfile() asks for. */
+    /* _FlowControlMixin(Transport): what asyncio's socket transports
+       derive from, and what loop.sendfile() asks for. */
     PyObject *base = import_from("asyncio.transports", "_FlowControlMixin");
     if (BufferedProtocol == NULL || TransportSocket == NULL
         || socket_socket == NULL || base == NULL) {
@@ -1967,10 +1793,6 @@ stream_init(PyObject *module)
         Py_DECREF(SocketTransport_Type);
         return -1;
     }
-    /* Pipe transports (pipe.c) and the listeners of server.c make these
-       transports too. */
-    if (pipe_init(module) < 0) {
-        return -1;
-    }
+    /* The listeners of server.c make these transports too. */
     return server_init(module);
 }
