@@ -48,9 +48,7 @@ def libuv_flags():
 
 
 includes, libraries, objects, libdirs = libuv_flags()
-extra_compile = ['-Wall', '-Wextra', '-Wno-unused-parameter',
-                 '-Wno-missing-field-initializers', '-std=c11',
-                 '-D_GNU_SOURCE']
+extra_compile = ['-Wall', '-Wextra', '-std=c11', '-D_GNU_SOURCE']
 extra_link = []
 if os.environ.get('ASYNCLOOP_SANITIZE'):
     sanitize = ['-fsanitize=address,undefined', '-fno-omit-frame-pointer',

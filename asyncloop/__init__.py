@@ -6,6 +6,8 @@
 import asyncio as _asyncio
 import sys as _sys
 import warnings as _warnings
+from typing import Any as _Any, Callable as _Callable, \
+    Coroutine as _Coroutine, TypeVar as _TypeVar
 
 from ._loop import libuv_version
 from .loop import Loop
@@ -15,12 +17,17 @@ __all__ = ('Loop', 'new_event_loop', 'EventLoopPolicy', 'install', 'run',
 __version__ = '0.1.0'
 
 
-def new_event_loop():
+_T = _TypeVar('_T')
+
+
+def new_event_loop() -> Loop:
     """Return a new asyncloop event loop."""
     return Loop()
 
 
-def run(main, *, debug=None, loop_factory=new_event_loop, **run_kwargs):
+def run(main: _Coroutine[_Any, _Any, _T], *, debug: bool | None = None,
+        loop_factory: _Callable[[], _asyncio.AbstractEventLoop] = new_event_loop,
+        **run_kwargs: _Any) -> _T:
     """Run the coroutine main on a new asyncloop loop, as asyncio.run().
 
     The loop is closed at the end, after the remaining tasks are cancelled
@@ -48,11 +55,11 @@ class EventLoopPolicy(_BasePolicy):
         asyncio.set_event_loop_policy(asyncloop.EventLoopPolicy())
     """
 
-    def _loop_factory(self):
+    def _loop_factory(self) -> Loop:
         return new_event_loop()
 
 
-def install():
+def install() -> None:
     """Make asyncloop the loop of asyncio.run() and new_event_loop().
 
     Sets the event loop policy, a mechanism deprecated since Python 3.12:

@@ -297,8 +297,7 @@ loop_poll(LoopObject *loop, double timeout)
 /* ---- the iteration ------------------------------------------------------ */
 
 static int
-log_slow_callback(LoopObject *loop, HandleObject *h, PyObject *callback,
-                  double dt)
+log_slow_callback(HandleObject *h, PyObject *callback, double dt)
 {
     PyObject *what = NULL;
     PyObject *owner = PyObject_GetAttrString(callback, "__self__");
@@ -333,7 +332,7 @@ run_handle_debug(LoopObject *loop, HandleObject *h)
     double dt = loop_now() - t0;
     Py_CLEAR(loop->current_handle);
     if (rc == 0 && dt >= loop->slow_callback_duration) {
-        rc = log_slow_callback(loop, h, callback, dt);
+        rc = log_slow_callback(h, callback, dt);
     }
     Py_DECREF(callback);
     return rc;

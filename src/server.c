@@ -223,7 +223,7 @@ accept_failed(ListenerObject *ls, int err)
 }
 
 static void
-poll_cb(uv_poll_t *handle, int status, int events)
+poll_cb(uv_poll_t *handle, int status, int Py_UNUSED(events))
 {
     ListenerObject *ls = (ListenerObject *)handle->data;
     if (!ls->listening) {

@@ -927,7 +927,7 @@ tr_set_write_buffer_limits(TransportObject *tr, PyObject *args,
 /* ---- reading ------------------------------------------------------------ */
 
 static void
-alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *buf)
 {
     TransportObject *tr = TR_FROM_HANDLE(handle);
     tr->in_read_cb = 1;
@@ -1404,7 +1404,8 @@ transport_start_accepted(TransportObject *tr, PyObject *protocol,
 /* The work is done in socket_transport_new (tcp.c): this only keeps asyncio.BaseTransport's
    __init__ from running on the arguments of tr_new. */
 static int
-tr_init(PyObject *self, PyObject *args, PyObject *kwds)
+tr_init(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args),
+        PyObject *Py_UNUSED(kwds))
 {
     return 0;
 }
@@ -1604,7 +1605,8 @@ tr_get_protocol_paused(TransportObject *tr, void *Py_UNUSED(closure))
 
 /* loop.sendfile(): os.sendfile() on sockets, as asyncio. */
 static PyObject *
-tr_get_sendfile_compatible(TransportObject *tr, void *Py_UNUSED(closure))
+tr_get_sendfile_compatible(TransportObject *Py_UNUSED(tr),
+                           void *Py_UNUSED(closure))
 {
     PyObject *mode = import_from("asyncio.constants", "_SendfileMode");
     if (mode == NULL) {

@@ -96,7 +96,8 @@ transport_set_names(TransportObject *tr, int fd)
    exactly one owner, and closing one never leaves a number the other may
    close again after reuse. */
 PyObject *
-socket_transport_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+socket_transport_new(PyTypeObject *Py_UNUSED(type), PyObject *args,
+                     PyObject *kwds)
 {
     static char *kwlist[] = {"loop", "sock", "protocol", "waiter", "extra",
                              "server", NULL};

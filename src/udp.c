@@ -1231,7 +1231,7 @@ core_polling(CoreObject *core, PyObject *Py_UNUSED(ignored))
 
 /* DatagramCore(loop, transport, sock, protocol, address, connected) */
 static PyObject *
-core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+core_new(PyTypeObject *type, PyObject *args, PyObject *Py_UNUSED(kwargs))
 {
     PyObject *loop, *transport, *sock, *protocol, *address;
     int connected;
