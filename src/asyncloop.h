@@ -264,6 +264,9 @@ int udp_init(PyObject *module);
 /* Sets the OSError subclass matching a negative libuv error code. */
 PyObject *error_from_uv(int uverr);
 PyObject *error_from_uv_with_text(int uverr, const char *what);
+/* A write to a transport whose connection is lost: counted, and logged
+   as asyncio does once the count reaches its threshold. */
+int log_write_after_lost(unsigned long *conn_lost);
 
 /* ---- network transports and servers (stream.c, server.c) --------------- */
 

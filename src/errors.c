@@ -26,6 +26,25 @@ error_from_uv_with_text(int uverr, const char *what)
     return NULL;
 }
 
+/* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
+#define CONNLOST_WRITES_WARNING 5
+
+int
+log_write_after_lost(unsigned long *conn_lost)
+{
+    if (*conn_lost >= CONNLOST_WRITES_WARNING) {
+        PyObject *res = PyObject_CallMethod(
+            asyncloop_state.logger, "warning", "s",
+            "socket.send() raised exception.");
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    (*conn_lost)++;
+    return 0;
+}
+
 PyObject *
 error_from_uv(int uverr)
 {

@@ -33,8 +33,6 @@
 
 /* asyncio's max_size of socket reads. */
 #define READ_BUFFER_SIZE (256 * 1024)
-/* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
-#define CONNLOST_WRITES_WARNING 5
 #define DEFAULT_HIGH_WATER (64 * 1024)
 /* uv_buf_t lengths are unsigned int: larger writes go as several bufs. */
 #define CHUNK_MAX ((size_t)1 << 30)
@@ -728,17 +726,7 @@ write_after_lost(TransportObject *tr)
     if (!tr->conn_lost && tr->uv_open) {
         return 0;
     }
-    if (tr->conn_lost >= CONNLOST_WRITES_WARNING) {
-        PyObject *res = PyObject_CallMethod(
-            asyncloop_state.logger, "warning", "s",
-            "socket.send() raised exception.");
-        if (res == NULL) {
-            return -1;
-        }
-        Py_DECREF(res);
-    }
-    tr->conn_lost++;
-    return 1;
+    return log_write_after_lost(&tr->conn_lost) < 0 ? -1 : 1;
 }
 
 static PyObject *

@@ -34,8 +34,6 @@
    at most 65535 bytes. */
 #define RECV_BATCH 16
 #define RECV_SLOT 65536
-/* asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES */
-#define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
 /* Where datagrams are received before they are copied into bytes of their
    size. One buffer serves every transport, as it is used with the GIL
@@ -77,7 +75,7 @@ typedef struct {
     socklen_t last_salen;
     int fd;
     int family;
-    int conn_lost;
+    unsigned long conn_lost;
     char connected;             /* peername known: send(), not sendto() */
     char closing;
     char paused;                /* reading paused */
@@ -919,23 +917,21 @@ target_address(CoreObject *core, PyObject *addr)
     return core->address;
 }
 
-static int
-log_lost_write(CoreObject *core)
-{
-    if (core->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-        PyObject *res = PyObject_CallMethod(
-            asyncloop_state.logger, "warning", "s",
-            "socket.send() raised exception.");
-        if (res == NULL) {
-            return -1;
-        }
-        Py_DECREF(res);
-    }
-    core->conn_lost++;
-    return 0;
-}
 
 /* sendto(data, addr=None) */
+/* Pauses the protocol when the buffer passed the high-water mark; an
+   error of pause_writing() goes to the exception handler, as asyncio. */
+static PyObject *
+pause_protocol_if_full(CoreObject *core)
+{
+    if (maybe_pause_protocol(core) < 0
+        && report_flow_control_error(core, "protocol.pause_writing() "
+                                           "failed") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 core_sendto(CoreObject *core, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -963,7 +959,10 @@ core_sendto(CoreObject *core, PyObject *const *args, Py_ssize_t nargs)
     }
     if (core->conn_lost || core->loop == NULL) {
         /* Closed: the datagram goes nowhere, as asyncio's. */
-        return log_lost_write(core) < 0 ? NULL : Py_NewRef(Py_None);
+        if (log_write_after_lost(&core->conn_lost) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
     if (core->buf_len == 0) {
         int rc = send_datagram(core, data, addr);
@@ -997,12 +996,7 @@ core_sendto(CoreObject *core, PyObject *const *args, Py_ssize_t nargs)
     if (rc < 0) {
         return NULL;
     }
-    if (maybe_pause_protocol(core) < 0
-        && report_flow_control_error(core, "protocol.pause_writing() "
-                                           "failed") < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pause_protocol_if_full(core);
 }
 
 /* ---- connection lost ------------------------------------------------------ */
@@ -1198,12 +1192,7 @@ core_set_write_buffer_limits(CoreObject *core, PyObject *args,
     }
     core->high_water = high;
     core->low_water = low;
-    if (maybe_pause_protocol(core) < 0
-        && report_flow_control_error(core, "protocol.pause_writing() "
-                                           "failed") < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pause_protocol_if_full(core);
 }
 
 static PyObject *
