@@ -16,6 +16,7 @@ seconds the measured part took.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import faulthandler
 import gc
@@ -165,6 +166,28 @@ class Benchmark:
     @property
     def doc(self) -> str:
         return (self.func.__doc__ or "").strip().splitlines()[0]
+
+
+def benchmark_parser(description: str, bench_names) -> argparse.ArgumentParser:
+    """The command line every side-by-side benchmark script takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes and fewer rounds")
+    parser.add_argument("--loops", help=f"comma-separated loops (default: {','.join(LOOP_NAMES)})")
+    parser.add_argument("--only", help="comma-separated benchmarks: " + ",".join(bench_names))
+    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 5, quick 3)")
+    parser.add_argument("--json", metavar="FILE", help="write the raw results to FILE")
+    return parser
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser, argv, bench_names):
+    """Parses the command line of benchmark_parser(), filling the defaults."""
+    args = parser.parse_args(argv)
+    args.loops = parse_names(args.loops, LOOP_NAMES)
+    args.only = parse_names(args.only, bench_names)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 5
+    return args
 
 
 def time_coroutine(loop, coro) -> float:

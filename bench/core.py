@@ -27,9 +27,9 @@ import sys
 import time
 
 from _common import (
-    Benchmark, LOOP_NAMES, check, environment, loop_factories, loop_versions,
-    markdown_table, parse_names, print_skipped, ratio, ratio_pairs, rate_table,
-    run_benchmarks, time_coroutine, write_json,
+    Benchmark, benchmark_parser, parse_benchmark_args, check, environment,
+    loop_factories, loop_versions, markdown_table, print_skipped, ratio, ratio_pairs,
+    rate_table, run_benchmarks, time_coroutine, write_json,
 )
 
 # --------------------------------------------------------------------------- callbacks
@@ -402,23 +402,11 @@ def memory_table(results, names):
 
 def parse_args(argv):
     bench_names = [b.name for b in BENCHMARKS] + [MEMORY_BENCHMARK]
-    parser = argparse.ArgumentParser(
-        description="Core event loop microbenchmarks: asyncio vs uvloop vs asyncloop.")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes and fewer rounds (under a minute)")
-    parser.add_argument("--loops", help=f"comma-separated loops (default: {','.join(LOOP_NAMES)})")
-    parser.add_argument("--only", help="comma-separated benchmarks: " + ",".join(bench_names))
-    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 5, quick 3)")
-    parser.add_argument("--json", metavar="FILE", help="write the raw results to FILE")
+    parser = benchmark_parser('Core event loop microbenchmarks: asyncio vs uvloop vs asyncloop.', bench_names)
     # Used internally: measure_memory() starts this script again in a fresh process.
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--memory-count", type=int, default=MEMORY_TIMERS, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.loops = parse_names(args.loops, LOOP_NAMES)
-    args.only = parse_names(args.only, bench_names)
-    if args.rounds is None:
-        args.rounds = 3 if args.quick else 5
-    return args
+    return parse_benchmark_args(parser, argv, bench_names)
 
 
 def main(argv=None):

@@ -21,7 +21,6 @@ faster than a pipe, which the pipe_* rows include.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -29,8 +28,8 @@ import sys
 import time
 
 from _common import (
-    Benchmark, LOOP_NAMES, check, loop_factories, parse_names, print_skipped,
-    rate_table, run_benchmarks, time_coroutine, write_json, environment,
+    Benchmark, benchmark_parser, parse_benchmark_args, check, loop_factories,
+    print_skipped, rate_table, run_benchmarks, time_coroutine, write_json, environment,
     loop_versions,
 )
 
@@ -198,20 +197,8 @@ BENCHMARKS = [
 
 def parse_args(argv):
     bench_names = [b.name for b in BENCHMARKS]
-    parser = argparse.ArgumentParser(
-        description="Subprocess benchmarks: asyncio vs uvloop vs asyncloop.")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes and fewer rounds")
-    parser.add_argument("--loops", help=f"comma-separated loops (default: {','.join(LOOP_NAMES)})")
-    parser.add_argument("--only", help="comma-separated benchmarks: " + ",".join(bench_names))
-    parser.add_argument("--rounds", type=int, help="rounds per benchmark (default 5, quick 3)")
-    parser.add_argument("--json", metavar="FILE", help="write the raw results to FILE")
-    args = parser.parse_args(argv)
-    args.loops = parse_names(args.loops, LOOP_NAMES)
-    args.only = parse_names(args.only, bench_names)
-    if args.rounds is None:
-        args.rounds = 3 if args.quick else 5
-    return args
+    parser = benchmark_parser('Subprocess benchmarks: asyncio vs uvloop vs asyncloop.', bench_names)
+    return parse_benchmark_args(parser, argv, bench_names)
 
 
 def main(argv=None):
