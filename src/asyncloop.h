@@ -213,6 +213,9 @@ typedef struct LoopObject {
     char poll_watcher_open;
     PyObject *readers;           /* {fd: Handle} */
     PyObject *writers;           /* {fd: Handle} */
+    /* {'loop': self}: asyncio's C Future and Task have no vectorcall, so a
+       call with keywords builds a dict each time; this one is reused. */
+    PyObject *loop_kwargs;
 
     PyObject *weakreflist;
 } LoopObject;
@@ -231,6 +234,8 @@ void loop_unlink_resource(Resource *res);
    KeyboardInterrupt/SystemExit: keeps the exception and stops uv_run. */
 void loop_set_pending_error(LoopObject *loop);
 int loop_add_methods(PyMethodDef *defs);
+/* asyncio.Future(loop=loop) */
+PyObject *loop_new_future(LoopObject *loop);
 
 /* ---- descriptor watchers (poll.c) -------------------------------------- */
 

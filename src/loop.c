@@ -600,12 +600,22 @@ loop_py_time(LoopObject *Py_UNUSED(loop), PyObject *Py_UNUSED(ignored))
     return PyFloat_FromDouble(loop_now());
 }
 
-static PyObject *
-loop_py_create_future(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+PyObject *
+loop_new_future(LoopObject *loop)
 {
+    if (loop->loop_kwargs != NULL) {
+        return PyObject_Call(asyncloop_state.Future, asyncloop_state.empty_tuple,
+                             loop->loop_kwargs);
+    }
     PyObject *stack[1] = {(PyObject *)loop};
     return PyObject_Vectorcall(asyncloop_state.Future, stack, 0,
                                asyncloop_state.kwnames_loop);
+}
+
+static PyObject *
+loop_py_create_future(LoopObject *loop, PyObject *Py_UNUSED(ignored))
+{
+    return loop_new_future(loop);
 }
 
 /* create_task without a task factory: Task(coro, loop=self, **kwargs). */
@@ -614,6 +624,16 @@ create_task_direct(LoopObject *loop, PyObject *coro, PyObject *const *kwvalues,
                    PyObject *kwnames)
 {
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nkw == 0 && loop->loop_kwargs != NULL) {
+        PyObject *args = PyTuple_Pack(1, coro);
+        if (args == NULL) {
+            return NULL;
+        }
+        PyObject *task = PyObject_Call(asyncloop_state.Task, args,
+                                       loop->loop_kwargs);
+        Py_DECREF(args);
+        return task;
+    }
     if (nkw == 0) {
         PyObject *stack[2] = {coro, (PyObject *)loop};
         return PyObject_Vectorcall(asyncloop_state.Task, stack, 1,
@@ -845,6 +865,9 @@ loop_py_close_c(LoopObject *loop, PyObject *Py_UNUSED(ignored))
     ready_clear(loop);
     timers_clear(&loop->timers);
     close_uv(loop);
+    /* Breaks the loop -> loop_kwargs -> loop cycle, so that a closed loop is
+       freed by its reference count alone, as asyncio's loops are. */
+    Py_CLEAR(loop->loop_kwargs);
     Py_RETURN_NONE;
 }
 
@@ -895,7 +918,14 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
     loop->uv_initialized = 1;
     loop->readers = PyDict_New();
     loop->writers = PyDict_New();
-    if (loop->readers == NULL || loop->writers == NULL) {
+    loop->loop_kwargs = PyDict_New();
+    if (loop->loop_kwargs != NULL
+        && PyDict_SetItem(loop->loop_kwargs, asyncloop_state.str_loop,
+                          (PyObject *)loop) < 0) {
+        Py_CLEAR(loop->loop_kwargs);
+    }
+    if (loop->readers == NULL || loop->writers == NULL
+        || loop->loop_kwargs == NULL) {
         Py_DECREF(loop);
         return NULL;
     }
@@ -917,6 +947,7 @@ loop_traverse(LoopObject *loop, visitproc visit, void *arg)
     Py_VISIT(loop->pending_error);
     Py_VISIT(loop->readers);
     Py_VISIT(loop->writers);
+    Py_VISIT(loop->loop_kwargs);
     return 0;
 }
 
@@ -929,6 +960,7 @@ loop_clear(LoopObject *loop)
     Py_CLEAR(loop->task_factory);
     Py_CLEAR(loop->current_handle);
     Py_CLEAR(loop->pending_error);
+    Py_CLEAR(loop->loop_kwargs);
     if (loop->readers != NULL) {
         PyDict_Clear(loop->readers);
     }

@@ -544,9 +544,7 @@ op_start(SockOpObject *op)
     if (poll_check_no_transport(loop, op->fd) < 0) {
         goto error;
     }
-    PyObject *stack[1] = {(PyObject *)loop};
-    op->fut = PyObject_Vectorcall(asyncloop_state.Future, stack, 0,
-                                  asyncloop_state.kwnames_loop);
+    op->fut = loop_new_future(loop);
     if (op->fut == NULL) {
         goto error;
     }

@@ -315,6 +315,29 @@ def test_unclosed_loop_with_pending_work_is_collected(loop_factory):
     assert any('unclosed event loop' in text for _, text in caught)
 
 
+def test_closed_loop_is_freed_without_the_collector(loop_factory):
+    """A loop that created futures and tasks and was closed is freed as soon
+    as its last reference goes, with the garbage collector switched off, as
+    asyncio's loop is; create_future still works on the closed loop."""
+    lp = loop_factory()
+
+    async def main():
+        return await lp.create_task(asyncio.sleep(0, 'done'))
+
+    assert lp.run_until_complete(main()) == 'done'
+    lp.close()
+    future = lp.create_future()
+    assert future.get_loop() is lp
+    del future
+    ref = weakref.ref(lp)
+    gc.disable()
+    try:
+        del lp
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_closed_loop_in_cycles_is_collected(loop_factory):
     """A closed loop referenced from its own handles, exception handler,
     task factory and a kept handle's arguments is collected."""
