@@ -1400,9 +1400,32 @@ tr_init(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(args),
 
 /* ---- extra info --------------------------------------------------------- */
 
+/* loop._transports[fd] = tr, as asyncio's transports do for their socket:
+   add_reader() and the sock_* calls then refuse the descriptor. */
+static int
+register_transport(TransportObject *tr, int fd)
+{
+    PyObject *registry = PyObject_GetAttrString((PyObject *)tr->loop,
+                                                "_transports");
+    if (registry == NULL) {
+        /* A Loop subclass without the registry. */
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    int res = key ? PyObject_SetItem(registry, key, (PyObject *)tr) : -1;
+    Py_XDECREF(key);
+    Py_DECREF(registry);
+    return res;
+}
+
 /* The 'socket' extra: the transport's Python socket, made on first use for
    accepted connections (on a duplicate descriptor, closed with the
-   transport). */
+   transport). That duplicate is the descriptor code can learn from the
+   transport, so it is the one registered in loop._transports. */
 static PyObject *
 transport_socket(TransportObject *tr)
 {
@@ -1423,6 +1446,9 @@ transport_socket(TransportObject *tr)
         }
         if (tr->sock == NULL) {
             close(dupfd);
+            return NULL;
+        }
+        if (register_transport(tr, dupfd) < 0) {
             return NULL;
         }
     }

@@ -805,3 +805,36 @@ def test_invalid_fd_on_closed_loop(new_loop):
     assert loop.remove_writer(-1) is False
     with pytest.raises(ValueError):
         loop.remove_reader('x')
+
+
+def test_accepted_connection_descriptor_is_refused(loop):
+    """The descriptor of a server's accepted connection, as its 'socket'
+    extra shows it, belongs to the transport: add_reader(), add_writer(),
+    remove_reader() and remove_writer() raise RuntimeError, as asyncio's
+    do; once the transport is closing they no longer do."""
+    accepted = loop.create_future()
+
+    class Accepting(asyncio.Protocol):
+        def connection_made(self, transport):
+            accepted.set_result(transport)
+
+    async def main():
+        server = await loop.create_server(Accepting, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        client, _ = await loop.create_connection(asyncio.Protocol,
+                                                 '127.0.0.1', port)
+        transport = await accepted
+        fd = transport.get_extra_info('socket').fileno()
+        for method in (loop.add_reader, loop.add_writer):
+            with pytest.raises(RuntimeError, match='is used by transport'):
+                method(fd, lambda: None)
+        for method in (loop.remove_reader, loop.remove_writer):
+            with pytest.raises(RuntimeError, match='is used by transport'):
+                method(fd)
+        transport.close()
+        assert loop.remove_reader(fd) is False
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
