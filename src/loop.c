@@ -255,10 +255,12 @@ loop_poll(LoopObject *loop, double timeout)
         }
     }
     int alive = uv_loop_alive(&loop->uv);
+    int uv_deadline = 0;         /* the timeout is libuv's next timer */
     if (alive) {
         int uv_ms = uv_backend_timeout(&loop->uv);
         if (uv_ms >= 0 && (timeout < 0 || uv_ms < timeout * 1e3)) {
             timeout = uv_ms / 1e3;
+            uv_deadline = 1;
         }
     }
     if (timeout != 0) {
@@ -283,7 +285,7 @@ loop_poll(LoopObject *loop, double timeout)
                 return -1;
             }
         }
-        if (rc == 0) {
+        if (rc == 0 && !uv_deadline) {
             return 0;
         }
         alive = 1;

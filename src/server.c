@@ -206,9 +206,8 @@ accept_failed(ListenerObject *ls, int err)
     }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         report_accept_error(ls, -err);
-        /* asyncio's ACCEPT_RETRY_DELAY: one second. The loop's own timer
-           (call_later) rather than a uv_timer_t: the loop runs libuv only
-           when libuv has I/O to report. */
+        /* asyncio's ACCEPT_RETRY_DELAY: one second, on the loop's timer
+           heap (call_later), as asyncio does it. */
         uv_poll_stop(&ls->poll);
         PyObject *h = PyObject_CallMethod((PyObject *)ls->loop, "call_later",
                                           "dO", 1.0, ls->resume);
