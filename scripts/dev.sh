@@ -112,6 +112,14 @@ test)
 bench)
     ensure_system_packages
     py=$(first_python)
+    # For bench/net_echo.py: its chart, and the TLS load client (linked with
+    # OpenSSL; without libssl-dev that mode is skipped).
+    "$py" -c 'import matplotlib' 2>/dev/null ||
+        "$py" -m pip install -q --disable-pip-version-check matplotlib
+    if ! pkg-config --exists openssl 2>/dev/null && [ "$(id -u)" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev ||
+            log "libssl-dev not installed: the TLS echo benchmark is skipped"
+    fi
     exec "$py" bench/run.py "$@"
     ;;
 sanitize)
