@@ -60,9 +60,8 @@ DRAINER = (
 
 def _start_child(code, mib, stdin, stdout):
     """Start a child running code on the given descriptors."""
-    proc = subprocess.Popen([sys.executable, "-S", "-c", code, str(mib)],
+    return subprocess.Popen([sys.executable, "-S", "-c", code, str(mib)],
                             stdin=stdin, stdout=stdout)
-    return proc
 
 
 def _read_exactly(fd, size):
