@@ -9,7 +9,8 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 # The core loop first; the others as they exist.
-SCRIPTS = ['core.py', 'net_echo.py', 'low_sock.py', 'proc_spawn.py']
+SCRIPTS = ['core.py', 'net_echo.py', 'low_sock.py', 'sendfile.py', 'pipes.py',
+           'proc_spawn.py']
 
 
 def main(args):

@@ -403,3 +403,49 @@ def test_pipe_capacity_of_idle_pipe_unchanged(loop, pipe):
 
     assert run(loop, main()) == size
     pipe.remove(r)
+
+
+def test_full_write_pipe_is_enlarged_and_budget_returned(aloop, pipe):
+    """A write the pipe cannot take whole enlarges it; the slot of the
+    budget comes back when the transport is gone."""
+    import gc
+    from asyncloop import _pipes
+    r, w = pipe
+    data = b'z' * (2 << 20)
+
+    async def main():
+        proto = WriteProto(aloop)
+        transport, _ = await aloop.connect_write_pipe(lambda: proto,
+                                                      open(w, 'wb', 0))
+        transport.write(data)
+        size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+        got = await aloop.run_in_executor(None, read_all, r, len(data))
+        transport.close()
+        await proto.done
+        return got, size
+
+    got, size = run(aloop, main())
+    pipe.remove(w)
+    assert got == data
+    assert size == _pipes._GROWN_CAPACITY
+    gc.collect()
+    assert _pipes._grown == 0
+
+
+def test_idle_write_pipe_keeps_its_capacity(loop, pipe):
+    r, w = pipe
+    size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+
+    async def main():
+        proto = WriteProto(loop)
+        transport, _ = await loop.connect_write_pipe(lambda: proto,
+                                                     open(w, 'wb', 0))
+        transport.write(b'small')
+        after = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+        transport.close()
+        await proto.done
+        return after
+
+    assert run(loop, main()) == size
+    pipe.remove(w)
+    assert os.read(r, 5) == b'small'
