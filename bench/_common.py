@@ -345,3 +345,36 @@ def environment() -> dict:
 def write_json(path, payload) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     print(f"raw results written to {path}", file=sys.stderr)
+
+
+def start_run(args, benchmarks):
+    """The loops and benchmarks one script's run measures, announced on stderr:
+    ``(factories, names, skipped, selected)``, or None when no loop is available."""
+    factories, skipped = loop_factories(args.loops)
+    print_skipped(skipped)
+    if not factories:
+        print("no event loop available to measure", file=sys.stderr)
+        return None
+    names = list(factories)
+    selected = [b for b in benchmarks if b.name in args.only]
+    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
+          file=sys.stderr)
+    return factories, names, skipped, selected
+
+
+def finish_run(args, names, skipped, selected, results, **extra):
+    """Writes the JSON report when asked (``extra`` joins its fields) and returns the
+    script's exit status: 1 when any benchmark failed its checks."""
+    if args.json:
+        write_json(args.json, {
+            "environment": environment(),
+            "loops": loop_versions(names),
+            "skipped": skipped,
+            "rounds": args.rounds,
+            "quick": args.quick,
+            "benchmarks": {b.name: b.doc for b in selected},
+            "results": results,
+            **extra,
+        })
+    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
+    return 1 if failed else 0

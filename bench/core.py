@@ -27,9 +27,9 @@ import sys
 import time
 
 from _common import (
-    Benchmark, benchmark_parser, parse_benchmark_args, check, environment,
-    loop_factories, loop_versions, markdown_table, print_skipped, ratio, ratio_pairs,
-    rate_table, run_benchmarks, time_coroutine, write_json,
+    Benchmark, benchmark_parser, check, finish_run, loop_factories, markdown_table,
+    parse_benchmark_args, rate_table, ratio, ratio_pairs, run_benchmarks, start_run,
+    time_coroutine,
 )
 
 # --------------------------------------------------------------------------- callbacks
@@ -415,15 +415,10 @@ def main(argv=None):
         memory_child(args.memory_child, args.memory_count)
         return 0
 
-    factories, skipped = loop_factories(args.loops)
-    print_skipped(skipped)
-    if not factories:
-        print("no event loop available to measure", file=sys.stderr)
+    plan = start_run(args, BENCHMARKS)
+    if plan is None:
         return 1
-    names = list(factories)
-    selected = [b for b in BENCHMARKS if b.name in args.only]
-    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
-          file=sys.stderr)
+    factories, names, skipped, selected = plan
 
     started = time.perf_counter()
     results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
@@ -439,20 +434,8 @@ def main(argv=None):
         print(memory_table(memory, names))
     print(f"\ntotal time {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    if args.json:
-        write_json(args.json, {
-            "environment": environment(),
-            "loops": loop_versions(names),
-            "skipped": skipped,
-            "rounds": args.rounds,
-            "quick": args.quick,
-            "benchmarks": {b.name: b.doc for b in selected},
-            "results": results,
-            "memory": memory,
-        })
-    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
-    failed = failed or any(stats["error"] for stats in (memory or {}).values())
-    return 1 if failed else 0
+    status = finish_run(args, names, skipped, selected, results, memory=memory)
+    return status or int(any(stats["error"] for stats in (memory or {}).values()))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,8 @@ import sys
 import time
 
 from _common import (
-    Benchmark, benchmark_parser, parse_benchmark_args, check, environment,
-    loop_factories, loop_versions, print_skipped, rate_table, run_benchmarks,
-    write_json,
+    Benchmark, benchmark_parser, check, finish_run, parse_benchmark_args, rate_table,
+    run_benchmarks, start_run,
 )
 
 CLIENTS = 10
@@ -168,31 +167,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    factories, skipped = loop_factories(args.loops)
-    print_skipped(skipped)
-    if not factories:
-        print("no event loop available to measure", file=sys.stderr)
+    plan = start_run(args, BENCHMARKS)
+    if plan is None:
         return 1
-    names = list(factories)
-    selected = [b for b in BENCHMARKS if b.name in args.only]
-    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
-          file=sys.stderr)
+    factories, names, skipped, selected = plan
     results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
           f"best of {args.rounds} rounds, operations per second (higher is better)\n")
     print(rate_table(results, names))
-    if args.json:
-        write_json(args.json, {
-            "environment": environment(),
-            "loops": loop_versions(names),
-            "skipped": skipped,
-            "rounds": args.rounds,
-            "quick": args.quick,
-            "benchmarks": {b.name: b.doc for b in selected},
-            "results": results,
-        })
-    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
-    return 1 if failed else 0
+    return finish_run(args, names, skipped, selected, results)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,8 @@ import sys
 import time
 
 from _common import (
-    Benchmark, benchmark_parser, parse_benchmark_args, check, import_asyncloop,
-    loop_factories, loop_versions, markdown_table, print_skipped, rate_table,
-    run_benchmarks, time_coroutine, write_json, environment,
+    Benchmark, benchmark_parser, check, finish_run, import_asyncloop, markdown_table,
+    parse_benchmark_args, rate_table, run_benchmarks, start_run, time_coroutine,
 )
 
 PIPE = asyncio.subprocess.PIPE
@@ -296,15 +295,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    factories, skipped = loop_factories(args.loops)
-    print_skipped(skipped)
-    if not factories:
-        print("no event loop available to measure", file=sys.stderr)
+    plan = start_run(args, BENCHMARKS)
+    if plan is None:
         return 1
-    names = list(factories)
-    selected = [b for b in BENCHMARKS if b.name in args.only]
-    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
-          file=sys.stderr)
+    factories, names, skipped, selected = plan
     started = time.perf_counter()
     results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of "
@@ -320,18 +314,7 @@ def main(argv=None):
               f"256 KiB, timed from the first byte, best of {args.rounds}\n")
         print(reference_table(references, results))
     print(f"\ntotal time {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    if args.json:
-        write_json(args.json, {
-            "environment": environment(),
-            "loops": loop_versions(names),
-            "skipped": skipped,
-            "rounds": args.rounds,
-            "quick": args.quick,
-            "benchmarks": {b.name: b.doc for b in selected},
-            "results": results,
-        })
-    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
-    return 1 if failed else 0
+    return finish_run(args, names, skipped, selected, results)
 
 
 if __name__ == "__main__":

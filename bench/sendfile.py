@@ -26,9 +26,8 @@ import tempfile
 import time
 
 from _common import (
-    Benchmark, benchmark_parser, parse_benchmark_args, check, environment, format_rate,
-    loop_factories, loop_versions, markdown_table, print_skipped, ratio, ratio_pairs,
-    run_benchmarks, write_json,
+    Benchmark, benchmark_parser, check, finish_run, format_rate, markdown_table,
+    parse_benchmark_args, ratio, ratio_pairs, run_benchmarks, start_run,
 )
 
 MIB = 1 << 20
@@ -205,15 +204,10 @@ def run(selected, factories, args):
 def main(argv=None):
     global RECEIVER_PROC, FILES
     args = parse_args(argv)
-    factories, skipped = loop_factories(args.loops)
-    print_skipped(skipped)
-    if not factories:
-        print("no event loop available to measure", file=sys.stderr)
+    plan = start_run(args, BENCHMARKS)
+    if plan is None:
         return 1
-    names = list(factories)
-    selected = [b for b in BENCHMARKS if b.name in args.only]
-    print(f"measuring {', '.join(names)}: {len(selected)} benchmarks x {args.rounds} rounds",
-          file=sys.stderr)
+    factories, names, skipped, selected = plan
     RECEIVER_PROC, FILES = Receiver(), Files()
     try:
         results, missing, unsupported = run(selected, factories, args)
@@ -227,19 +221,7 @@ def main(argv=None):
         print()
         for name, why in unsupported.items():
             print(f"- {name}: {why}; not measured, no fallback either.")
-    if args.json:
-        write_json(args.json, {
-            "environment": environment(),
-            "loops": loop_versions(names),
-            "skipped": skipped,
-            "unsupported": unsupported,
-            "rounds": args.rounds,
-            "quick": args.quick,
-            "benchmarks": {b.name: b.doc for b in selected},
-            "results": results,
-        })
-    failed = any(stats["error"] for entry in results.values() for stats in entry.values())
-    return 1 if failed else 0
+    return finish_run(args, names, skipped, selected, results, unsupported=unsupported)
 
 
 if __name__ == "__main__":
