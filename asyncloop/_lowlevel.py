@@ -34,6 +34,20 @@ _HAS_IPV6 = hasattr(socket, 'AF_INET6')
 _PY313 = sys.version_info >= (3, 13)
 
 
+def _sendfile_source(file, count):
+    """(descriptor, bytes to send) of a file for os.sendfile(), or
+    SendfileNotAvailableError when it has no descriptor or size."""
+    try:
+        fileno = file.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        raise exceptions.SendfileNotAvailableError("not a regular file")
+    try:
+        fsize = os.fstat(fileno).st_size
+    except OSError:
+        raise exceptions.SendfileNotAvailableError("not a regular file")
+    return fileno, count if count else fsize
+
+
 def _set_result_unless_done(fut):
     if not fut.done():
         fut.set_result(None)
@@ -221,20 +235,21 @@ class LowLevelMixin:
                 f"offset must be a non-negative integer (got {offset!r})")
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
-        try:
-            fileno = file.fileno()
-        except (AttributeError, io.UnsupportedOperation):
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = count if count else fsize
+        fileno, blocksize = _sendfile_source(file, count)
         if not blocksize:
             return 0
+        return await self._sendfile_to_fd(sock.fileno(), fileno, offset,
+                                          count, blocksize, check_fd=True)
+
+    async def _sendfile_to_fd(self, fd, fileno, offset, count, blocksize, *,
+                              check_fd):
+        """os.sendfile() from fileno to the non-blocking socket fd until
+        count bytes (or the whole file) are sent, waiting whenever the
+        socket is full; the file position ends after what was sent. With
+        check_fd, a wait refuses a descriptor owned by a transport (the
+        sock_* rule); loop.sendfile() sends on its transport's own one."""
         # Within what os.sendfile() takes on a 32-bit build, as asyncio.
         blocksize = min(blocksize, sys.maxsize // 2 + 1)
-        fd = sock.fileno()
         total_sent = 0
         try:
             while not count or total_sent < count:
@@ -244,7 +259,8 @@ class LowLevelMixin:
                     sent = os.sendfile(fd, fileno, offset + total_sent,
                                        blocksize)
                 except (BlockingIOError, InterruptedError):
-                    self._ensure_fd_no_transport(fd)
+                    if check_fd:
+                        self._ensure_fd_no_transport(fd)
                     await self._wait_fd(fd, True)
                     continue
                 except OSError as exc:
@@ -255,10 +271,8 @@ class LowLevelMixin:
                             "os.sendfile call failed") from exc
                     if (exc.errno == errno.ENOTCONN
                             and type(exc) is not ConnectionError):
-                        new_exc = ConnectionError(
-                            "socket is not connected", errno.ENOTCONN)
-                        new_exc.__cause__ = exc
-                        raise new_exc
+                        raise ConnectionError("socket is not connected",
+                                              errno.ENOTCONN) from exc
                     raise
                 if sent == 0:
                     break  # end of file

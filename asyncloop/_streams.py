@@ -20,8 +20,6 @@ Where this differs from the default loop:
   the connection's descriptor (closed with the transport), so its fileno()
   is not the number libuv watches.
 """
-import errno
-import io
 import os
 import socket
 import sys
@@ -29,7 +27,7 @@ import sys
 from asyncio import base_events, constants, exceptions, sslproto, unix_events
 from asyncio.log import logger
 
-from . import _loop
+from . import _loop, _lowlevel
 
 try:
     import ssl as _ssl
@@ -39,11 +37,6 @@ except ImportError:  # pragma: no cover
 _BaseLoop = base_events.BaseEventLoop
 _UnixLoop = unix_events._UnixSelectorEventLoop
 _PY313 = sys.version_info >= (3, 13)
-
-
-def _set_result_unless_cancelled(fut, result):
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 class StreamsMixin:
@@ -325,15 +318,7 @@ class StreamsMixin:
                 is not constants._SendfileMode.TRY_NATIVE):
             raise exceptions.SendfileNotAvailableError(
                 "sendfile syscall is not supported")
-        try:
-            fileno = file.fileno()
-        except (AttributeError, io.UnsupportedOperation):
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = count if count else fsize
+        fileno, blocksize = _lowlevel._sendfile_source(file, count)
         if not blocksize:
             return 0
         resume_reading = transp.is_reading()
@@ -341,49 +326,9 @@ class StreamsMixin:
         await transp._make_empty_waiter()
         try:
             fd = transp.get_extra_info('socket').fileno()
-            return await self._net_sendfile(fd, fileno, offset, count,
-                                            blocksize)
+            return await self._sendfile_to_fd(fd, fileno, offset, count,
+                                              blocksize, check_fd=False)
         finally:
             transp._reset_empty_waiter()
             if resume_reading:
                 transp.resume_reading()
-
-    async def _net_wait_writable(self, fd):
-        fut = self.create_future()
-        self._add_writer(fd, _set_result_unless_cancelled, fut, None)
-        try:
-            await fut
-        finally:
-            self._remove_writer(fd)
-
-    async def _net_sendfile(self, fd, fileno, offset, count, blocksize):
-        sent_total = 0
-        try:
-            while True:
-                if count:
-                    blocksize = count - sent_total
-                    if blocksize <= 0:
-                        return sent_total
-                try:
-                    sent = os.sendfile(fd, fileno, offset + sent_total,
-                                       blocksize)
-                except (BlockingIOError, InterruptedError):
-                    await self._net_wait_writable(fd)
-                    continue
-                except OSError as exc:
-                    if sent_total == 0:
-                        # Not a file sendfile() takes: the caller falls
-                        # back to reading and writing.
-                        raise exceptions.SendfileNotAvailableError(
-                            "os.sendfile call failed")
-                    if (exc.errno == errno.ENOTCONN
-                            and type(exc) is not ConnectionError):
-                        raise ConnectionError("socket is not connected",
-                                              errno.ENOTCONN) from exc
-                    raise
-                if sent == 0:
-                    return sent_total
-                sent_total += sent
-        finally:
-            if sent_total > 0:
-                os.lseek(fileno, offset + sent_total, os.SEEK_SET)

@@ -10,7 +10,6 @@ asyncio.base_events and asyncio.unix_events of the running interpreter.
 import asyncio
 import concurrent.futures
 import errno
-import os
 import signal
 import socket
 import sys
