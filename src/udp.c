@@ -434,6 +434,21 @@ is_interrupt(void)
            || PyErr_ExceptionMatches(PyExc_SystemExit);
 }
 
+/* A send failed with the error set: an interrupt propagates, an OSError
+   goes to error_received() as asyncio does, anything else is fatal.
+   Returns None, or NULL for an error to raise. */
+static PyObject *
+send_failed(CoreObject *core)
+{
+    if (is_interrupt()) {
+        return NULL;
+    }
+    int rc = PyErr_ExceptionMatches(PyExc_OSError)
+             ? report_error_received(core)
+             : fatal_error(core, "Fatal write error on datagram transport");
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
 /* ---- reading -------------------------------------------------------------- */
 
 static PyObject *
@@ -856,16 +871,7 @@ core_write_ready(CoreObject *core, PyObject *Py_UNUSED(ignored))
             break;                  /* wait until the socket is writable */
         }
         if (rc == SEND_ERROR) {
-            if (is_interrupt()) {
-                return NULL;
-            }
-            if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                return report_error_received(core) < 0 ? NULL
-                                                       : Py_NewRef(Py_None);
-            }
-            return fatal_error(core, "Fatal write error on datagram "
-                                     "transport") < 0 ? NULL
-                                                      : Py_NewRef(Py_None);
+            return send_failed(core);
         }
     }
     if (maybe_resume_protocol(core) < 0
@@ -970,16 +976,7 @@ core_sendto(CoreObject *core, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
         }
         if (rc == SEND_ERROR) {
-            if (is_interrupt()) {
-                return NULL;
-            }
-            if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                return report_error_received(core) < 0 ? NULL
-                                                       : Py_NewRef(Py_None);
-            }
-            return fatal_error(core, "Fatal write error on datagram "
-                                     "transport") < 0 ? NULL
-                                                      : Py_NewRef(Py_None);
+            return send_failed(core);
         }
         if (watch(core, 1) < 0) {
             return NULL;
