@@ -6,6 +6,7 @@ that fails on the default loop is a wrong test, not a bug of asyncloop.
 """
 import asyncio
 import gc
+import os
 
 import pytest
 
@@ -54,3 +55,17 @@ def aloop():
     yield loop
     if not loop.is_running():
         loop.close()
+
+
+@pytest.fixture
+def pipe():
+    """[read end, write end] of an os.pipe(); whichever the test has not
+    closed is closed afterwards."""
+    r, w = os.pipe()
+    fds = [r, w]
+    yield fds
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

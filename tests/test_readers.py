@@ -40,18 +40,6 @@ def sockpair():
     b.close()
 
 
-@pytest.fixture
-def pipe():
-    r, w = os.pipe()
-    fds = [r, w]
-    yield fds
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 # ---- readers and writers ---------------------------------------------------
 
 def test_reader_on_socketpair(loop, sockpair):

@@ -66,18 +66,6 @@ class WriteProto(asyncio.BaseProtocol):
         self.done.set_result(exc)
 
 
-@pytest.fixture
-def pipe():
-    r, w = os.pipe()
-    fds = [r, w]
-    yield fds
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def read_all(fd, n):
     out = b''
     while len(out) < n:
