@@ -105,6 +105,8 @@ typedef struct HandleObject {
                                     when not a float, shown as given */
     double when;                 /* TimerHandle only, from here on */
     uint64_t seq;                /* scheduling order among equal deadlines */
+    PyObject *untracked_context; /* the context while it is hidden from the
+                                    collector: see handle_track() */
     char cancelled;
     char scheduled;              /* sits in the loop's timer heap */
 } HandleObject;

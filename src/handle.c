@@ -29,6 +29,13 @@ handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
             Py_DECREF(h);
             return NULL;
         }
+        /* A fresh copy that only this handle refers to: hidden from the
+           collector as long as the handle is (see handle_track()). The
+           second reference keeps it alive, and so out of a deallocator
+           that expects a tracked object, even if code replaces _context
+           through asyncio's slot descriptor. */
+        PyObject_GC_UnTrack(context);
+        h->untracked_context = Py_NewRef(context);
     }
     else {
         Py_INCREF(context);
@@ -53,19 +60,32 @@ handle_new_traced(PyTypeObject *type, LoopObject *loop, PyObject *callback,
     return h;
 }
 
+static void
+track_context(HandleObject *h)
+{
+    if (h->untracked_context != NULL) {
+        PyObject_GC_Track(h->untracked_context);
+        Py_CLEAR(h->untracked_context);
+    }
+}
+
 /* A handle that only the ready queue or the timer heap of a running loop
    refers to cannot be part of garbage, since the running loop is alive;
    keeping such handles out of the collector's lists spares it from walking
    every pending callback at each collection. A handle becomes tracked as
    soon as something else may keep it: when it is queued on a loop that is
    not running, when the loop stops with it still queued, and when the
-   queue lets go of it while others still hold it (handle_release). */
+   queue lets go of it while others still hold it (handle_release). The
+   context copied for the handle follows it: were it tracked, a loop that
+   schedules and cancels many timers would have each collection walk the
+   contexts of all the cancelled ones still in the heap. */
 void
 handle_track(HandleObject *h)
 {
     if (!PyObject_GC_IsTracked((PyObject *)h)) {
         PyObject_GC_Track(h);
     }
+    track_context(h);
 }
 
 void
@@ -87,6 +107,7 @@ handle_traverse(HandleObject *h, visitproc visit, void *arg)
     Py_VISIT(h->callback);
     Py_VISIT(h->args);
     Py_VISIT(h->context);
+    Py_VISIT(h->untracked_context);
     Py_VISIT(h->loop);
     Py_VISIT(h->source_traceback);
     Py_VISIT(h->saved_repr);
@@ -102,6 +123,7 @@ handle_clear(HandleObject *h)
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
     Py_CLEAR(h->context);
+    track_context(h);
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->saved_repr);

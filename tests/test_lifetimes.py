@@ -521,6 +521,86 @@ def test_gc_collects_cycles_through_handles_of_a_running_loop(loop):
     assert all(loop.run_until_complete(main()))
 
 
+def make_context_cycle(loop, schedule):
+    """A value of a context variable that refers to the handle whose
+    context holds it: handle -> context -> value -> handle."""
+    class Holder:
+        pass
+
+    holder = Holder()
+    token = var.set(holder)
+    try:
+        holder.handle = schedule(loop)
+    finally:
+        var.reset(token)
+    return weakref.ref(holder)
+
+
+@pytest.mark.parametrize('when', ['running', 'stopped'])
+def test_cycles_through_cancelled_timer_contexts_are_collected(loop, when):
+    """Cancelled timers keep their copied context until the heap drops
+    them; cycles through those contexts are collected once it has, whether
+    the timers were made while the loop ran or not."""
+    def schedule(loop):
+        handle = loop.call_later(3600, print)
+        handle.cancel()
+        return handle
+
+    def make():
+        return [make_context_cycle(loop, schedule) for _ in range(300)]
+
+    async def make_running():
+        return make()
+
+    refs = loop.run_until_complete(make_running()) if when == 'running' \
+        else make()
+    run_briefly(loop, 2)
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_cycles_through_pending_timer_contexts_freed_at_close(new_loop):
+    """A pending timer made while the loop runs, with a cycle through its
+    context, is collected after close(), also when code took the context
+    from the handle."""
+    loop = new_loop()
+    contexts = []
+
+    async def make():
+        ref = make_context_cycle(loop, lambda l: l.call_later(3600, print))
+        contexts.append(ref().handle._context)
+        return ref
+
+    ref = loop.run_until_complete(make())
+    loop.close()
+    contexts.clear()
+    gc.collect()
+    assert ref() is None
+
+
+def test_context_replaced_through_asyncio_slot(loop):
+    """Code that writes _context through asyncio's own slot descriptor
+    does not free the context behind the handle's back."""
+    slot = getattr(asyncio.Handle, '_context')
+    if not hasattr(slot, '__set__'):
+        pytest.skip('no slot descriptor')
+    ran = []
+
+    async def main():
+        handle = loop.call_soon(ran.append, 1)
+        timer = loop.call_later(0, ran.append, 2)
+        other = contextvars.copy_context()
+        for h in (handle, timer):
+            if isinstance(h, asyncio.Handle):
+                slot.__set__(h, other)
+        await asyncio.sleep(0.01)
+        del handle, timer
+        gc.collect()
+
+    loop.run_until_complete(main())
+    assert sorted(ran) == [1, 2]
+
+
 # ---- finalizers that schedule while the loop tidies up --------------------
 
 def test_finalizer_schedules_timer_during_heap_compaction(loop_factory):
