@@ -277,6 +277,12 @@ class LowLevelMixin:
                 if sent == 0:
                     break  # end of file
                 total_sent += sent
+                if sent < blocksize and total_sent != count:
+                    # The socket is full: a second call now would only
+                    # fail with EAGAIN (asyncio waits here too).
+                    if check_fd:
+                        self._ensure_fd_no_transport(fd)
+                    await self._wait_fd(fd, True)
             return total_sent
         finally:
             if total_sent > 0:
