@@ -48,6 +48,15 @@ def _sendfile_source(file, count):
     return fileno, count if count else fsize
 
 
+async def _finish(op):
+    """Await a SockOp, whose close() unregisters its watcher whether the
+    operation finished, failed or was cancelled."""
+    try:
+        return await op
+    finally:
+        op.close()
+
+
 def _set_result_unless_done(fut):
     if not fut.done():
         fut.set_result(None)
@@ -75,78 +84,56 @@ class LowLevelMixin:
     # ---- sock_* coroutines -----------------------------------------------
     #
     # Each returns at once when the socket does not block; otherwise it
-    # awaits the SockOp, whose close() unregisters the watcher whether the
-    # operation finished, failed or was cancelled.
+    # awaits the SockOp through _finish().
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the socket."""
         op = self._sock_recv(sock, n)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer buf; return the byte count."""
         op = self._sock_recv_into(sock, buf)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram: (data, address)."""
         op = self._sock_recvfrom(sock, bufsize)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf: (nbytes, address)."""
         op = self._sock_recvfrom_into(sock, buf, nbytes)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_sendall(self, sock, data):
         """Send all of data on the connected socket."""
         op = self._sock_sendall(sock, data)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_sendto(self, sock, data, address):
         """Send a datagram to address; return the bytes sent."""
         op = self._sock_sendto(sock, data, address)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_accept(self, sock):
         """Accept a connection: (conn, address), conn non-blocking."""
         op = self._sock_accept(sock)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def sock_connect(self, sock, address):
         """Connect the socket to address, resolving a host name first."""
@@ -160,10 +147,7 @@ class LowLevelMixin:
         op = self._sock_connect(sock, address)
         if op.__class__ is not _SockOp:
             return op
-        try:
-            return await op
-        finally:
-            op.close()
+        return await _finish(op)
 
     async def _ensure_resolved(self, address, *, family=0,
                                type=socket.SOCK_STREAM, proto=0, flags=0,
