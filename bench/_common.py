@@ -378,3 +378,38 @@ def finish_run(args, names, skipped, selected, results, **extra):
         })
     failed = any(stats["error"] for entry in results.values() for stats in entry.values())
     return 1 if failed else 0
+
+
+def rate_script_main(argv, description: str, benchmarks, unit: str) -> int:
+    """The whole main() of a script whose report is one rate_table(): parse the command
+    line, run, print the table of ``unit`` per second, write the JSON when asked."""
+    names_known = [b.name for b in benchmarks]
+    args = parse_benchmark_args(benchmark_parser(description, names_known), argv, names_known)
+    plan = start_run(args, benchmarks)
+    if plan is None:
+        return 1
+    factories, names, skipped, selected = plan
+    results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of "
+          f"{args.rounds} rounds, {unit} per second (higher is better)\n")
+    print(rate_table(results, names))
+    return finish_run(args, names, skipped, selected, results)
+
+
+class WriteFlowProtocol(asyncio.Protocol):
+    """A writer's protocol that honours pause_writing(): ``await proto.writable()`` after
+    each write returns at once unless the transport has paused it."""
+
+    def __init__(self):
+        self.resumed = None
+
+    def pause_writing(self):
+        self.resumed = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self):
+        self.resumed.set_result(None)
+        self.resumed = None
+
+    async def writable(self):
+        if self.resumed is not None:
+            await self.resumed

@@ -22,10 +22,7 @@ import socket
 import sys
 import time
 
-from _common import (
-    Benchmark, benchmark_parser, check, finish_run, parse_benchmark_args, rate_table,
-    run_benchmarks, start_run,
-)
+from _common import Benchmark, check, rate_script_main
 
 CLIENTS = 10
 
@@ -159,23 +156,9 @@ BENCHMARKS = [
 ]
 
 
-def parse_args(argv):
-    bench_names = [b.name for b in BENCHMARKS]
-    parser = benchmark_parser('Low-level socket benchmarks: asyncio vs uvloop vs asyncloop.', bench_names)
-    return parse_benchmark_args(parser, argv, bench_names)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    plan = start_run(args, BENCHMARKS)
-    if plan is None:
-        return 1
-    factories, names, skipped, selected = plan
-    results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
-    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
-          f"best of {args.rounds} rounds, operations per second (higher is better)\n")
-    print(rate_table(results, names))
-    return finish_run(args, names, skipped, selected, results)
+    return rate_script_main(argv, "Low-level socket benchmarks: asyncio vs uvloop vs asyncloop.",
+                            BENCHMARKS, "operations")
 
 
 if __name__ == "__main__":

@@ -24,10 +24,7 @@ import subprocess
 import sys
 import time
 
-from _common import (
-    Benchmark, benchmark_parser, check, finish_run, parse_benchmark_args, rate_table,
-    run_benchmarks, start_run,
-)
+from _common import Benchmark, WriteFlowProtocol, check, rate_script_main
 
 MIB = 1 << 20
 
@@ -111,17 +108,10 @@ def bench_read_pipe(loop, n):
         check(proc.wait() == 0, "the writer failed")
 
 
-class _Flooder(asyncio.Protocol):
+class _Flooder(WriteFlowProtocol):
     def __init__(self, done):
+        super().__init__()
         self.done = done
-        self.resumed = None
-
-    def pause_writing(self):
-        self.resumed = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self):
-        self.resumed.set_result(None)
-        self.resumed = None
 
     def connection_lost(self, exc):
         if not self.done.done():
@@ -146,8 +136,7 @@ def bench_write_pipe(loop, n):
             start = time.perf_counter()
             for _ in range(n):
                 transport.write(block)
-                if proto.resumed is not None:
-                    await proto.resumed
+                await proto.writable()
             transport.close()
             check(await done is None, "the pipe was lost")
             return start
@@ -168,24 +157,9 @@ BENCHMARKS = [
 ]
 
 
-def parse_args(argv):
-    bench_names = [b.name for b in BENCHMARKS]
-    parser = benchmark_parser("Pipe transport benchmarks: asyncio vs uvloop vs asyncloop.",
-                              bench_names)
-    return parse_benchmark_args(parser, argv, bench_names)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    plan = start_run(args, BENCHMARKS)
-    if plan is None:
-        return 1
-    factories, names, skipped, selected = plan
-    results = run_benchmarks(selected, factories, args.rounds, quick=args.quick)
-    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of "
-          f"{args.rounds} rounds, MiB per second (higher is better)\n")
-    print(rate_table(results, names))
-    return finish_run(args, names, skipped, selected, results)
+    return rate_script_main(argv, "Pipe transport benchmarks: asyncio vs uvloop vs asyncloop.",
+                            BENCHMARKS, "MiB")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ under the table; write_file still compares it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 
 from _common import (
     Benchmark, benchmark_parser, check, finish_run, format_rate, markdown_table,
-    parse_benchmark_args, ratio, ratio_pairs, run_benchmarks, start_run,
+    parse_benchmark_args, ratio, ratio_pairs, run_benchmarks, start_run, WriteFlowProtocol,
 )
 
 MIB = 1 << 20
@@ -85,23 +84,16 @@ RECEIVER_PROC = None
 FILES = None
 
 
-class _Sender(asyncio.Protocol):
+class _Sender(WriteFlowProtocol):
     """Collects the receiver's answer; pauses the writer when asked."""
 
     def __init__(self, loop):
+        super().__init__()
         self.answer = b""
         self.closed = loop.create_future()
-        self.resumed = None
 
     def data_received(self, data):
         self.answer += data
-
-    def pause_writing(self):
-        self.resumed = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self):
-        self.resumed.set_result(None)
-        self.resumed = None
 
     def connection_lost(self, exc):
         self.closed.set_result(exc)
@@ -141,8 +133,7 @@ async def _write_file(loop, transport, proto, file):
     while block := file.read(256 * 1024):
         transport.write(block)
         sent += len(block)
-        if proto.resumed is not None:
-            await proto.resumed
+        await proto.writable()
     return sent
 
 
