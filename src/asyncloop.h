@@ -52,6 +52,7 @@ typedef struct {
     PyObject *Task;                  /* asyncio.Task */
     PyObject *format_callback_source;/* asyncio.format_helpers._format_callback_source */
     PyObject *extract_stack;         /* asyncio.format_helpers.extract_stack */
+    PyObject *iscoroutine;           /* asyncio.coroutines.iscoroutine */
     PyObject *iscoroutinefunction;   /* asyncio.coroutines.iscoroutinefunction */
     PyObject *set_task_name;         /* asyncio.tasks._set_task_name or NULL */
     PyObject *logger;                /* asyncio.log.logger */
@@ -170,10 +171,18 @@ int timers_traverse(TimerHeap *heap, visitproc visit, void *arg);
 /* Every object that owns a libuv handle links itself into its loop's list,
    so that Loop.close() can close handles it does not know the type of.
    close() must start uv_close(); the object drops its own references in
-   the close callback. */
+   the close callback.
+
+   While linked, the owner holds one reference to itself for libuv, and the
+   loop's tp_traverse reports that reference as the loop's: a loop dropped
+   with open servers and connections is then garbage with them, and its
+   finalizer closes it (as the default loop's __del__ does), where an
+   unreported reference would keep the loop and all it holds alive for
+   ever. */
 typedef struct Resource {
     struct Resource *prev;
     struct Resource *next;
+    PyObject *owner;
     void (*close)(struct Resource *res);
 } Resource;
 
@@ -215,6 +224,10 @@ typedef struct LoopObject {
     char poll_watcher_open;
     PyObject *readers;           /* {fd: Handle} */
     PyObject *writers;           /* {fd: Handle} */
+    PyObject *watched_files;     /* {fd: file object} for the watchers added
+                                    with an object rather than a number, so
+                                    that a closed one (fileno() -1) is still
+                                    found, as selectors finds it */
     /* {'loop': self}: asyncio's C Future and Task have no vectorcall, so a
        call with keywords builds a dict each time; this one is reused. */
     PyObject *loop_kwargs;
@@ -306,6 +319,9 @@ typedef struct TransportObject {
     PyObject *cb_buffer_updated;
     PyObject *sock;              /* Python socket owned, or NULL */
     PyObject *server;            /* asyncio Server to _attach/_detach */
+    PyObject *context;           /* contextvars.Context the protocol's
+                                    callbacks run in: a copy of the one
+                                    current at creation, as asyncio's */
     PyObject *read_error;        /* get_buffer() failure, for read_cb */
     PyObject *empty_waiter;      /* sendfile(): future of an empty buffer */
     Py_buffer read_view;         /* BufferedProtocol buffer being filled */

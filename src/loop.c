@@ -58,37 +58,37 @@ check_thread(LoopObject *loop)
     return 0;
 }
 
-/* Returns 1 for a coroutine function (or a method of one), found without
-   calling into Python; debug mode does asyncio's full check as well. */
+/* 1 when asyncio's predicate (iscoroutine or iscoroutinefunction) holds
+   for obj, 0 when not, -1 on error. */
 static int
-is_plain_coroutine_function(PyObject *callback)
+asyncio_predicate(PyObject *predicate, PyObject *obj)
 {
-    if (PyMethod_Check(callback)) {
-        callback = PyMethod_GET_FUNCTION(callback);
+    PyObject *res = PyObject_CallOneArg(predicate, obj);
+    if (res == NULL) {
+        return -1;
     }
-    if (!PyFunction_Check(callback)) {
-        return 0;
-    }
-    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(callback);
-    return (code->co_flags & CO_COROUTINE) != 0;
+    int truth = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return truth;
 }
 
+/* asyncio's _check_callback, which it makes in debug mode only: otherwise
+   a coroutine function is called when the handle runs (its coroutine is
+   never awaited, and a RuntimeWarning says so), and a non-callable fails
+   then, through the exception handler. */
 static int
 check_callback(LoopObject *loop, PyObject *callback, const char *method)
 {
-    int coro = PyCoro_CheckExact(callback)
-               || is_plain_coroutine_function(callback);
-    if (!coro && loop->debug) {
-        PyObject *res = PyObject_CallOneArg(
-            asyncloop_state.iscoroutinefunction, callback);
-        if (res == NULL) {
-            return -1;
-        }
-        coro = PyObject_IsTrue(res);
-        Py_DECREF(res);
-        if (coro < 0) {
-            return -1;
-        }
+    if (!loop->debug) {
+        return 0;
+    }
+    int coro = asyncio_predicate(asyncloop_state.iscoroutine, callback);
+    if (coro == 0) {
+        coro = asyncio_predicate(asyncloop_state.iscoroutinefunction,
+                                 callback);
+    }
+    if (coro < 0) {
+        return -1;
     }
     if (coro) {
         PyErr_Format(PyExc_TypeError,
@@ -920,6 +920,7 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
     loop->uv_initialized = 1;
     loop->readers = PyDict_New();
     loop->writers = PyDict_New();
+    loop->watched_files = PyDict_New();
     loop->loop_kwargs = PyDict_New();
     if (loop->loop_kwargs != NULL
         && PyDict_SetItem(loop->loop_kwargs, asyncloop_state.str_loop,
@@ -927,7 +928,7 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
         Py_CLEAR(loop->loop_kwargs);
     }
     if (loop->readers == NULL || loop->writers == NULL
-        || loop->loop_kwargs == NULL) {
+        || loop->watched_files == NULL || loop->loop_kwargs == NULL) {
         Py_DECREF(loop);
         return NULL;
     }
@@ -937,6 +938,10 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
 static int
 loop_traverse(LoopObject *loop, visitproc visit, void *arg)
 {
+    for (Resource *res = loop->resources.next; res != &loop->resources;
+         res = res->next) {
+        Py_VISIT(res->owner);
+    }
     for (Py_ssize_t i = 0; i < loop->ready_len; i++) {
         Py_VISIT(loop->ready[(loop->ready_head + i) % loop->ready_cap]);
     }
@@ -949,6 +954,7 @@ loop_traverse(LoopObject *loop, visitproc visit, void *arg)
     Py_VISIT(loop->pending_error);
     Py_VISIT(loop->readers);
     Py_VISIT(loop->writers);
+    Py_VISIT(loop->watched_files);
     Py_VISIT(loop->loop_kwargs);
     return 0;
 }
@@ -968,6 +974,9 @@ loop_clear(LoopObject *loop)
     }
     if (loop->writers != NULL) {
         PyDict_Clear(loop->writers);
+    }
+    if (loop->watched_files != NULL) {
+        PyDict_Clear(loop->watched_files);
     }
     return 0;
 }
@@ -989,6 +998,7 @@ loop_dealloc(LoopObject *loop)
     }
     Py_CLEAR(loop->readers);
     Py_CLEAR(loop->writers);
+    Py_CLEAR(loop->watched_files);
     timers_free(&loop->timers);
     PyMem_Free(loop->ready);
     Py_TYPE(loop)->tp_free((PyObject *)loop);

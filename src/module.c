@@ -33,12 +33,14 @@ init_state(ModuleState *st)
                                              "_format_callback_source");
     st->extract_stack = import_attr("asyncio.format_helpers",
                                     "extract_stack");
+    st->iscoroutine = import_attr("asyncio.coroutines", "iscoroutine");
     st->iscoroutinefunction = import_attr("asyncio.coroutines",
                                           "iscoroutinefunction");
     st->logger = import_attr("asyncio.log", "logger");
     if (st->Future == NULL || st->Task == NULL
         || st->format_callback_source == NULL || st->extract_stack == NULL
-        || st->iscoroutinefunction == NULL || st->logger == NULL) {
+        || st->iscoroutine == NULL || st->iscoroutinefunction == NULL
+        || st->logger == NULL) {
         return -1;
     }
     /* Gone in 3.13, where create_task calls task.set_name() itself. */

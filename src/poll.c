@@ -232,6 +232,49 @@ poll_watch(LoopObject *loop, int for_write, int fd, PyObject *callback,
     return h;
 }
 
+/* Remembers the object a watcher was added with, once per descriptor. */
+static int
+remember_file(LoopObject *loop, int fd, PyObject *fileobj)
+{
+    if (PyLong_Check(fileobj)) {
+        return 0;
+    }
+    PyObject *key = PyLong_FromLong(fd);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *kept = PyDict_SetDefault(loop->watched_files, key, fileobj);
+    Py_DECREF(key);
+    return kept == NULL ? -1 : 0;
+}
+
+/* Once nothing watches the descriptor key. */
+static int
+forget_file(LoopObject *loop, PyObject *key)
+{
+    int known = PyDict_Contains(loop->watched_files, key);
+    if (known <= 0) {
+        return known;
+    }
+    return PyDict_DelItem(loop->watched_files, key);
+}
+
+/* The descriptor a watcher was added for with fileobj, found by identity
+   as selectors does when fileobj has no valid descriptor any more (a
+   closed socket); -1 when there is none. */
+static long
+find_remembered_file(LoopObject *loop, PyObject *fileobj)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(loop->watched_files, &pos, &key, &value)) {
+        if (value == fileobj) {
+            return PyLong_AsLong(key);
+        }
+    }
+    return -1;
+}
+
 static PyObject *
 poll_add(LoopObject *loop, int for_write, const char *method,
          PyObject *const *args, Py_ssize_t nargs)
@@ -256,6 +299,9 @@ poll_add(LoopObject *loop, int for_write, const char *method,
     }
     HandleObject *h = poll_watch(loop, for_write, (int)fd, args[1], cbargs);
     Py_DECREF(cbargs);
+    if (h != NULL && remember_file(loop, (int)fd, args[0]) < 0) {
+        Py_CLEAR(h);
+    }
     return (PyObject *)h;
 }
 
@@ -283,6 +329,9 @@ poll_unwatch(LoopObject *loop, int for_write, int fd)
     if (PyDict_DelItem(dict, key) == 0) {
         mask = current_mask(loop, key);
     }
+    if (mask == 0 && forget_file(loop, key) < 0) {
+        mask = -1;
+    }
     Py_DECREF(key);
     if (mask < 0 || sync_epoll(loop, fd, mask) < 0) {
         Py_DECREF(old);
@@ -299,19 +348,28 @@ poll_remove(LoopObject *loop, int for_write, PyObject *fileobj)
 {
     long fd = fileobj_to_long(fileobj);
     if (fd == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            /* A number no descriptor can have is not watched. */
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
             return NULL;
         }
-        /* A number no descriptor can have is not watched. */
-        PyErr_Clear();
-        Py_RETURN_FALSE;
     }
-    if (loop->closed) {
+    if (loop->closed && !PyErr_Occurred()) {
         Py_RETURN_FALSE;
     }
     if (fd < 0) {
-        check_fd_value(fd);
-        return NULL;
+        long found = find_remembered_file(loop, fileobj);
+        if (found < 0) {
+            if (!PyErr_Occurred()) {
+                check_fd_value(fd);
+            }
+            return NULL;
+        }
+        PyErr_Clear();
+        fd = found;
     }
     if (fd > INT_MAX) {
         Py_RETURN_FALSE;
@@ -381,6 +439,9 @@ poll_close(LoopObject *loop)
     }
     if (loop->writers != NULL) {
         PyDict_Clear(loop->writers);
+    }
+    if (loop->watched_files != NULL) {
+        PyDict_Clear(loop->watched_files);
     }
     if (loop->poll_watcher_open) {
         loop->poll_watcher_open = 0;

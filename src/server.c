@@ -28,6 +28,10 @@ typedef struct {
     PyObject *protocol_factory;
     PyObject *server;
     PyObject *sock;              /* the Python listening socket */
+    PyObject *context;           /* copied at listen(), as asyncio's reader
+                                    of the socket is added then: the
+                                    factory and each connection's protocol
+                                    run in copies of it */
     int backlog;
     char is_tcp;
     char nodelay;
@@ -225,10 +229,15 @@ static void
 poll_cb(uv_poll_t *handle, int status, int Py_UNUSED(events))
 {
     ListenerObject *ls = (ListenerObject *)handle->data;
-    if (!ls->listening) {
+    if (!ls->listening || ls->context == NULL) {
         return;
     }
     Py_INCREF(ls);
+    if (PyContext_Enter(ls->context) < 0) {
+        PyErr_WriteUnraisable((PyObject *)ls);
+        Py_DECREF(ls);
+        return;
+    }
     if (status < 0) {
         report_accept_error(ls, status);
     }
@@ -243,6 +252,9 @@ poll_cb(uv_poll_t *handle, int status, int Py_UNUSED(events))
             continue;
         }
         accept_fd(ls, fd);
+    }
+    if (PyContext_Exit(ls->context) < 0) {
+        PyErr_WriteUnraisable((PyObject *)ls);
     }
     Py_DECREF(ls);
 }
@@ -265,6 +277,11 @@ listener_listen(ListenerObject *ls, PyObject *Py_UNUSED(ignored))
         }
         ls->listened = 1;
     }
+    PyObject *context = PyContext_CopyCurrent();
+    if (context == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(ls->context, context);
     int err = uv_poll_start(&ls->poll, UV_READABLE, poll_cb);
     if (err < 0) {
         return error_from_uv(err);
@@ -346,6 +363,7 @@ listener_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     ls->is_tcp = family == AF_INET || family == AF_INET6;
     ls->nodelay = ls->is_tcp && proto == IPPROTO_TCP;
     ls->res.close = listener_resource_close;
+    ls->res.owner = (PyObject *)ls;
     ls->fd = dupfd;
     int err = uv_poll_init(&lp->uv, &ls->poll, dupfd);
     if (err < 0) {
@@ -376,6 +394,7 @@ listener_traverse(ListenerObject *ls, visitproc visit, void *arg)
     Py_VISIT(ls->server);
     Py_VISIT(ls->sock);
     Py_VISIT(ls->resume);
+    Py_VISIT(ls->context);
     return 0;
 }
 
@@ -386,6 +405,7 @@ listener_clear(ListenerObject *ls)
     Py_CLEAR(ls->server);
     Py_CLEAR(ls->sock);
     Py_CLEAR(ls->resume);
+    Py_CLEAR(ls->context);
     return 0;
 }
 

@@ -366,7 +366,7 @@ schedule_connection_lost(TransportObject *tr, PyObject *exc)
     PyObject *args = PyTuple_Pack(1, exc ? exc : Py_None);
     HandleObject *h = NULL;
     if (args != NULL) {
-        h = loop_call_soon(tr->loop, meth, args, NULL);
+        h = loop_call_soon(tr->loop, meth, args, tr->context);
     }
     Py_DECREF(meth);
     Py_XDECREF(args);
@@ -570,6 +570,28 @@ after_buffer_drained(TransportObject *tr)
     }
 }
 
+/* libuv calls back in the loop's own context; the protocol runs in the
+   transport's, as asyncio's protocols do, whose callbacks are handles
+   made where the connection was. Returns whether the context was entered
+   (it cannot be while it already is). */
+static int
+enter_context(TransportObject *tr)
+{
+    if (PyContext_Enter(tr->context) < 0) {
+        PyErr_WriteUnraisable((PyObject *)tr);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+exit_context(TransportObject *tr, int entered)
+{
+    if (entered && PyContext_Exit(tr->context) < 0) {
+        PyErr_WriteUnraisable((PyObject *)tr);
+    }
+}
+
 static void
 write_cb(uv_write_t *req, int status)
 {
@@ -580,6 +602,7 @@ write_cb(uv_write_t *req, int status)
         return;
     }
     Py_INCREF(tr);
+    int entered = enter_context(tr);
     if (status < 0) {
         error_from_uv(status);
         PyObject *exc = err_fetch();
@@ -606,6 +629,7 @@ write_cb(uv_write_t *req, int status)
             after_buffer_drained(tr);
         }
     }
+    exit_context(tr, entered);
     Py_DECREF(tr);
 }
 
@@ -942,8 +966,10 @@ alloc_cb(uv_handle_t *handle, size_t Py_UNUSED(suggested), uv_buf_t *buf)
         }
     }
     PyObject *minus_one = PyLong_FromLong(-1);
+    int entered = enter_context(tr);
     PyObject *obj = minus_one == NULL ? NULL
                     : PyObject_CallOneArg(tr->cb_get_buffer, minus_one);
+    exit_context(tr, entered);
     Py_XDECREF(minus_one);
     if (obj == NULL) {
         tr->read_error = err_fetch();
@@ -1050,6 +1076,7 @@ read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     TransportObject *tr = TR_FROM_HANDLE(stream);
     Py_INCREF(tr);
+    int entered = enter_context(tr);
     tr->in_read_cb = 0;
     if (tr->in_buffer && nread <= 0) {
         PyBuffer_Release(&tr->read_view);
@@ -1080,6 +1107,7 @@ read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             uv_read_stop(stream);
         }
     }
+    exit_context(tr, entered);
     Py_DECREF(tr);
 }
 
@@ -1321,7 +1349,9 @@ transport_setup(TransportObject *tr, PyObject *protocol, PyObject *waiter,
         return -1;
     }
     PyObject *args = PyTuple_Pack(1, waiter ? waiter : Py_None);
-    HandleObject *h = args ? loop_call_soon(tr->loop, start, args, NULL) : NULL;
+    HandleObject *h = args ? loop_call_soon(tr->loop, start, args,
+                                            tr->context)
+                           : NULL;
     Py_DECREF(start);
     Py_XDECREF(args);
     if (h == NULL) {
@@ -1349,6 +1379,12 @@ transport_alloc(LoopObject *loop, int is_tcp)
     tr->high_water = DEFAULT_HIGH_WATER;
     tr->low_water = DEFAULT_HIGH_WATER / 4;
     tr->res.close = resource_close;
+    tr->res.owner = (PyObject *)tr;
+    tr->context = PyContext_CopyCurrent();
+    if (tr->context == NULL) {
+        Py_DECREF(tr);
+        return NULL;
+    }
     PyObject_GC_Track(tr);
     int err = is_tcp ? uv_tcp_init(&loop->uv, &tr->uv.tcp)
                      : uv_pipe_init(&loop->uv, &tr->uv.pipe, 0);
@@ -1546,6 +1582,7 @@ tr_traverse(TransportObject *tr, visitproc visit, void *arg)
     Py_VISIT(tr->cb_buffer_updated);
     Py_VISIT(tr->sock);
     Py_VISIT(tr->server);
+    Py_VISIT(tr->context);
     Py_VISIT(tr->read_error);
     Py_VISIT(tr->empty_waiter);
     return 0;
@@ -1582,6 +1619,7 @@ tr_dealloc(TransportObject *tr)
     PyMem_Free(tr->pending);
     PyMem_Free(tr->inflight);
     Py_CLEAR(tr->sock);
+    Py_CLEAR(tr->context);
     Py_CLEAR(tr->loop);
     PyObject_GC_Del(tr);
     Py_DECREF(type);

@@ -258,12 +258,17 @@ send_with_socket_object(CoreObject *core, PyObject *data, PyObject *addr)
     return SEND_ERROR;
 }
 
-/* One datagram to the peer (connected) or to addr. */
+/* One datagram to the peer (connected) or to addr. A Unix socket given
+   no address sends to its own peer: a socket of socket.socketpair() is
+   connected though its peer has no name, where the default loop calls
+   sock.sendto(data, None) and fails with TypeError. */
 static int
 send_datagram(CoreObject *core, PyObject *data, PyObject *addr)
 {
     Py_buffer view;
-    if (!core->connected && addr != core->last_addr) {
+    int to_peer = core->connected
+                  || (addr == Py_None && core->family == AF_UNIX);
+    if (!to_peer && addr != core->last_addr) {
         struct sockaddr_storage ss;
         socklen_t len;
         if (!py_to_sockaddr(core->family, addr, &ss, &len)) {
@@ -278,7 +283,7 @@ send_datagram(CoreObject *core, PyObject *data, PyObject *addr)
     }
     ssize_t n;
     do {
-        if (core->connected) {
+        if (to_peer) {
             n = send(core->fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
         }
         else {

@@ -6,10 +6,12 @@ Each behaviour test runs on the default asyncio loop and on asyncloop
 import asyncio
 import contextvars
 import functools
+import gc
 import logging
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -922,12 +924,73 @@ def _check_bad_callback(loop, method, kind, expected_method):
 
 @pytest.mark.parametrize('kind', sorted(_bad_callbacks()))
 @pytest.mark.parametrize('method', METHODS)
-def test_bad_callback_is_type_error(aloop, method, kind):
-    """asyncloop rejects non-callables and coroutines (objects and
-    functions) with TypeError, with asyncio's debug-mode messages."""
-    _check_bad_callback(aloop, method, kind, method)
-    assert aloop._ready_count == 0
-    assert aloop._timer_count == 0
+def test_bad_callback_accepted_outside_debug_mode(loop, method, kind):
+    """Outside debug mode asyncio checks no callback when it is scheduled:
+    the call fails when the handle runs, and a coroutine function makes a
+    coroutine that is never awaited."""
+    callback = _bad_callbacks()[kind][0]()
+    handle = _schedule(loop, method, callback)
+    assert isinstance(handle, asyncio.Handle)
+    handle.cancel()
+    if asyncio.iscoroutine(callback):
+        callback.close()
+
+
+@pytest.mark.parametrize('kind', sorted(_bad_callbacks()))
+def test_bad_callback_fails_when_run_outside_debug_mode(loop, kind):
+    """What a bad callback does when its handle runs: the same exception
+    handler call, or the same 'never awaited' RuntimeWarning, on both
+    loops; the callbacks after it run."""
+    callback = _bad_callbacks()[kind][0]()
+    errors, ran = [], []
+    loop.set_exception_handler(
+        lambda lp, ctx: errors.append(type(ctx.get('exception'))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        loop.call_soon(callback)
+        loop.call_soon(ran.append, 'next')
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        if asyncio.iscoroutine(callback):
+            callback.close()
+        gc.collect()
+    assert ran == ['next']
+    if kind.startswith('coroutine_') and kind != 'coroutine_object':
+        assert errors == []
+        assert any(w.category is RuntimeWarning and 'never awaited'
+                   in str(w.message) for w in caught)
+    else:
+        assert errors == [TypeError]
+
+
+def test_non_callable_done_callback_does_not_stop_the_others(loop):
+    """A future's done callbacks are scheduled with call_soon: an async
+    def (or any non-callable) among them fails alone, and a task awaiting
+    the future still wakes."""
+    async def coroutine_callback(fut):
+        pass
+
+    async def main():
+        fut = loop.create_future()
+        fut.add_done_callback(coroutine_callback)
+        fut.add_done_callback(42)
+        later = []
+        fut.add_done_callback(later.append)
+
+        async def waiter():
+            return await fut
+
+        task = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        fut.set_result('done')
+        result = await asyncio.wait_for(task, 10)
+        return result, later == [fut]
+
+    loop.set_exception_handler(lambda lp, ctx: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        assert loop.run_until_complete(main()) == ('done', True)
+        gc.collect()
 
 
 @pytest.mark.parametrize('kind', sorted(_bad_callbacks()))
