@@ -267,15 +267,15 @@ close_handle(TransportObject *tr)
 }
 
 /* Resource.close, from Loop.close(): the loop is going away, no protocol
-   callback can run any more. As with asyncio, the Python socket
-   stays open (closed with a ResourceWarning when the transport is
-   collected, as asyncio's transports do). */
+   callback can run any more. As with asyncio, the transport is not
+   closing for that, and the Python socket stays open (closed with a
+   ResourceWarning when the transport is collected, as asyncio's transports
+   do). */
 static void
 resource_close(Resource *res)
 {
     TransportObject *tr = (TransportObject *)((char *)res -
                                               offsetof(TransportObject, res));
-    tr->closing = 1;
     chunks_release(tr->pending, &tr->npending, &tr->pending_size);
     close_handle(tr);
 }
@@ -358,6 +358,9 @@ tr_call_connection_lost(TransportObject *tr, PyObject *exc)
 static int
 schedule_connection_lost(TransportObject *tr, PyObject *exc)
 {
+    if (loop_check_closed(tr->loop) < 0) {
+        return -1;              /* as asyncio's call_soon() */
+    }
     PyObject *meth = PyObject_GetAttrString((PyObject *)tr,
                                             "_call_connection_lost");
     if (meth == NULL) {
@@ -1551,12 +1554,14 @@ tr_repr(TransportObject *tr)
         tr->reading ? "polling" : "idle", writing, bufsize);
 }
 
-/* asyncio's transports' __del__: an unclosed transport warns and closes
-   its socket. */
+/* asyncio's transports' __del__: a transport whose connection_lost() has
+   not run warns and closes its socket. The libuv handle is open here only
+   when the loop is garbage too (the loop holds the handle's reference),
+   and is closed with the socket. */
 static void
 tr_finalize(TransportObject *tr)
 {
-    if (tr->sock == NULL || tr->sock_closed) {
+    if (tr->connection_lost_called) {
         return;
     }
     PyObject *exc = err_fetch();
@@ -1564,6 +1569,9 @@ tr_finalize(TransportObject *tr)
                               (PyObject *)tr) < 0) {
         PyErr_WriteUnraisable((PyObject *)tr);
     }
+    tr->connection_lost_called = 1;
+    chunks_release(tr->pending, &tr->npending, &tr->pending_size);
+    close_handle(tr);
     close_python_socket(tr);
     if (exc != NULL) {
         err_restore(exc);

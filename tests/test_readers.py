@@ -826,3 +826,46 @@ def test_accepted_connection_descriptor_is_refused(loop):
         await server.wait_closed()
 
     loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+
+
+@pytest.mark.parametrize('method', ['reader', 'writer'])
+def test_remove_after_the_socket_is_closed(loop, method):
+    """A socket closed while watched is still found by identity, as
+    selectors finds it: removing returns True, and once removed, the
+    closed socket is an invalid descriptor (ValueError) on both loops."""
+    a, b = socket.socketpair()
+    add = getattr(loop, 'add_' + method)
+    remove = getattr(loop, 'remove_' + method)
+    add(a, lambda: None)
+    a.close()
+    try:
+        assert remove(a) is True
+        with pytest.raises(ValueError, match='Invalid file descriptor: -1'):
+            remove(a)
+    finally:
+        b.close()
+
+
+def test_remove_closed_socket_watched_by_number(loop):
+    """Watched by its number, a closed socket cannot be found: ValueError
+    on both loops."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    loop.add_reader(fd, lambda: None)
+    a.close()
+    try:
+        with pytest.raises(ValueError, match='Invalid file descriptor: -1'):
+            loop.remove_reader(a)
+        assert loop.remove_reader(fd) is True
+    finally:
+        b.close()
+
+
+def test_remove_closed_socket_after_the_loop_closed(loop):
+    """On a closed loop removing a closed socket returns False."""
+    a, b = socket.socketpair()
+    loop.add_reader(a, lambda: None)
+    loop.close()
+    a.close()
+    b.close()
+    assert loop.remove_reader(a) is False

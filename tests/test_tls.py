@@ -263,3 +263,56 @@ def test_tls_shutdown_timeout(loop, contexts):
         server.close()
         await server.wait_closed()
     loop.run_until_complete(main())
+
+
+def test_tls_callbacks_run_in_their_connection_context(loop, contexts):
+    """Behind TLS too, the protocols run in the context of the server or
+    of the caller of create_connection (see test_contexts.py)."""
+    import contextvars
+    where = contextvars.ContextVar('where', default='loop')
+    server_ctx, client_ctx = contexts
+    seen = []
+
+    class Recorder(asyncio.Protocol):
+        def __init__(self, side, done):
+            self.side, self.done = side, done
+            seen.append((side, 'factory', where.get()))
+
+        def connection_made(self, transport):
+            self.transport = transport
+            seen.append((self.side, 'connection_made', where.get()))
+
+        def data_received(self, data):
+            seen.append((self.side, 'data_received', where.get()))
+            if self.side == 'server':
+                self.transport.write(data)
+            else:
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            seen.append((self.side, 'connection_lost', where.get()))
+            self.done.set_result(None)
+
+    async def main():
+        server_done = loop.create_future()
+        client_done = loop.create_future()
+        where.set('server')
+        server = await loop.create_server(
+            lambda: Recorder('server', server_done), '127.0.0.1', 0,
+            ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        where.set('client')
+        transport, _ = await loop.create_connection(
+            lambda: Recorder('client', client_done), '127.0.0.1', port,
+            ssl=client_ctx, server_hostname='localhost')
+        where.set('caller')
+        transport.write(b'ping')
+        await asyncio.wait_for(asyncio.gather(server_done, client_done), 10)
+        server.close()
+        await server.wait_closed()
+
+    contextvars.copy_context().run(loop.run_until_complete, main())
+    for side, name, value in seen:
+        assert value == side, (side, name, value)
+    assert {name for _, name, _ in seen} == {
+        'factory', 'connection_made', 'data_received', 'connection_lost'}

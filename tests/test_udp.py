@@ -726,3 +726,29 @@ def test_close_inside_a_burst(loop):
         assert pr.lost == [None]
 
     run(loop, main())
+
+
+def test_sendto_without_address_on_a_unix_socketpair(aloop):
+    """One end of an AF_UNIX SOCK_DGRAM socketpair is connected, though
+    its peer has no name: sendto(data) sends to that peer. (The default
+    loop of 3.11-3.13 calls sock.sendto(data, None) there, a fatal
+    TypeError that closes the transport; see the README's differences.)"""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    errors = []
+    aloop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+
+    async def main():
+        transport, _ = await aloop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, sock=a)
+        transport.sendto(b'to the peer')
+        received = await aloop.sock_recv(b, 100)
+        closing = transport.is_closing()
+        transport.close()
+        return received, closing
+
+    b.setblocking(False)
+    try:
+        assert aloop.run_until_complete(main()) == (b'to the peer', False)
+    finally:
+        b.close()
+    assert errors == []
