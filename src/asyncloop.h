@@ -290,12 +290,19 @@ int log_write_after_lost(unsigned long *conn_lost);
 
 /* ---- network transports and servers (stream.c, server.c) --------------- */
 
-/* A part of the write buffer: len bytes at base, kept alive by obj. */
+/* A part of the write buffer: len bytes at base, kept alive by obj (a
+   write queued by reference), or in block (small writes copied). */
 typedef struct {
     PyObject *obj;
+    char *block;
     char *base;
     size_t len;
 } WriteChunk;
+
+/* write_blocks.c: the memory small queued writes are copied into. */
+#define WRITE_BLOCK_SIZE (256 * 1024)
+char *write_block_alloc(void);          /* NULL with MemoryError set */
+void write_block_free(char *block);
 
 typedef struct TransportObject {
     PyObject_HEAD

@@ -36,6 +36,8 @@
 #define DEFAULT_HIGH_WATER (64 * 1024)
 /* uv_buf_t lengths are unsigned int: larger writes go as several bufs. */
 #define CHUNK_MAX ((size_t)1 << 30)
+/* Queued writes shorter than this are copied (see write_blocks.c). */
+#define WRITE_COPY_MAX (64 * 1024)
 
 PyTypeObject *SocketTransport_Type;
 static PyObject *BufferedProtocol;      /* asyncio.BufferedProtocol */
@@ -70,6 +72,10 @@ chunks_release(WriteChunk *chunks, Py_ssize_t *n, size_t *size)
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_CLEAR(chunks[i].obj);
+        if (chunks[i].block != NULL) {
+            write_block_free(chunks[i].block);
+            chunks[i].block = NULL;
+        }
     }
 }
 
@@ -636,12 +642,49 @@ write_cb(uv_write_t *req, int status)
     Py_DECREF(tr);
 }
 
-/* Appends data[offset:] to the pending chunks; obj must be immutable bytes
-   (copied otherwise). */
+/* Copies len bytes into the blocks at the end of the pending chunks (see
+   write_blocks.c). */
+static int
+pending_copy(TransportObject *tr, const char *data, size_t len)
+{
+    while (len > 0) {
+        WriteChunk *last = tr->npending ? &tr->pending[tr->npending - 1]
+                                        : NULL;
+        if (last == NULL || last->block == NULL
+            || last->len == WRITE_BLOCK_SIZE) {
+            if (chunks_reserve(&tr->pending, &tr->pending_cap,
+                               tr->npending + 1) < 0) {
+                return -1;
+            }
+            char *block = write_block_alloc();
+            if (block == NULL) {
+                return -1;
+            }
+            last = &tr->pending[tr->npending++];
+            *last = (WriteChunk){.block = block, .base = block};
+        }
+        size_t n = WRITE_BLOCK_SIZE - last->len;
+        if (n > len) {
+            n = len;
+        }
+        memcpy(last->base + last->len, data, n);
+        last->len += n;
+        tr->pending_size += n;
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Appends data[offset:] to the pending chunks: copied when small, else
+   by reference to obj, which must be immutable bytes (copied otherwise). */
 static int
 pending_append(TransportObject *tr, PyObject *obj, const char *base,
                size_t len)
 {
+    if (len < WRITE_COPY_MAX) {
+        return pending_copy(tr, base, len);
+    }
     while (len > CHUNK_MAX) {
         if (pending_append(tr, obj, base, CHUNK_MAX) < 0) {
             return -1;
@@ -665,9 +708,7 @@ pending_append(TransportObject *tr, PyObject *obj, const char *base,
         base = PyBytes_AS_STRING(owner);
     }
     WriteChunk *c = &tr->pending[tr->npending++];
-    c->obj = owner;
-    c->base = (char *)base;
-    c->len = len;
+    *c = (WriteChunk){.obj = owner, .base = (char *)base, .len = len};
     tr->pending_size += len;
     return 0;
 }

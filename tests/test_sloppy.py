@@ -9,6 +9,9 @@ it is pending!"). Each test runs on both loops.
 import asyncio
 import gc
 import os
+import pathlib
+import subprocess
+import sys
 import warnings
 import weakref
 
@@ -125,3 +128,24 @@ def test_closed_loop_leaves_transports_not_closing(loop_factory):
         del transport
         _collect()
     assert 'ResourceWarning: unclosed transport' in {_kind(w) for w in caught}
+
+
+FLOOD = pathlib.Path(__file__).parent / 'scripts' / 'write_flood.py'
+
+
+@pytest.mark.parametrize('size', [100, 480, 4000, 200_000])
+@pytest.mark.parametrize('kind', ['asyncio', 'asyncloop'])
+def test_memory_of_a_write_flood_goes_back(kind, size):
+    """20 MiB of writes queued for a peer that stopped reading, then the
+    connection lost: the memory goes back to the system (the resident set
+    grows by a few blocks at most), whatever the size of the writes."""
+    root = FLOOD.parent.parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, str(FLOOD), kind, str(size)],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=str(root), env=env)
+    assert out.returncode == 0, out.stderr
+    words = out.stdout.split()
+    flooded, after = float(words[1]), float(words[3])
+    assert flooded > 10          # the data was queued in this process
+    assert after < 3, out.stdout
