@@ -207,6 +207,29 @@ done:
     return rc;
 }
 
+/* context.run(callback, *args) */
+static PyObject *
+call_context_run(PyObject *context, PyObject *callback, PyObject *args)
+{
+    PyObject *run = PyObject_GetAttrString(context, "run");
+    if (run == NULL) {
+        return NULL;
+    }
+    PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1);
+    if (full == NULL) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(full, 0, Py_NewRef(callback));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+        PyTuple_SET_ITEM(full, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    }
+    PyObject *res = PyObject_Call(run, full, NULL);
+    Py_DECREF(full);
+    Py_DECREF(run);
+    return res;
+}
+
 int
 handle_run(HandleObject *h)
 {
@@ -217,7 +240,11 @@ handle_run(HandleObject *h)
     PyObject *callback = Py_NewRef(h->callback);
     PyObject *args = Py_NewRef(h->args);
 
-    if (PyContext_Enter(h->context) == 0) {
+    if (!PyContext_CheckExact(h->context)) {
+        /* Whatever was given as context=: asyncio calls its run(). */
+        res = call_context_run(h->context, callback, args);
+    }
+    else if (PyContext_Enter(h->context) == 0) {
         res = PyObject_Vectorcall(callback, &PyTuple_GET_ITEM(args, 0),
                                   PyTuple_GET_SIZE(args), NULL);
         if (PyContext_Exit(h->context) < 0) {

@@ -1070,3 +1070,21 @@ def test_call_soon_argument_errors(loop):
         loop.call_later()
     with pytest.raises(TypeError):
         loop.call_soon_threadsafe(lambda: None, bogus=1)
+
+
+def test_context_that_is_not_a_context(loop):
+    """context= is used as asyncio uses it, through its run() method: an
+    object with run() works, anything else fails when the handle runs."""
+    class Runs:
+        def run(self, callback, *args):
+            return callback('through run()', *args)
+
+    seen, errors = [], []
+    loop.set_exception_handler(
+        lambda lp, ctx: errors.append(type(ctx['exception'])))
+    loop.call_soon(seen.append, context=Runs())
+    loop.call_soon(seen.append, 'never', context='not a context')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['through run()']
+    assert errors == [AttributeError]
