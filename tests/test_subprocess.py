@@ -757,12 +757,15 @@ def test_loop_sigchld_handler_alongside_children(loop):
 
 def test_subprocess_pipe_pause_reading(loop):
     async def main():
+        # The child writes only once told to, after the pause: however
+        # slow the machine, nothing can have been read before it.
         transport, proto = await loop.subprocess_exec(
             lambda: Recorder(loop),
-            *py('import os; os.write(1, b"a" * 1000)'), stdin=DEVNULL,
+            *py('import os; os.read(0, 1); os.write(1, b"a" * 1000)'),
             stderr=DEVNULL)
         stdout = transport.get_pipe_transport(1)
         stdout.pause_reading()
+        transport.get_pipe_transport(0).write(b'x')
         await proto.exited
         await asyncio.sleep(0.05)
         held = proto.data[1]

@@ -59,9 +59,20 @@ def test_timers_run_by_deadline(loop):
     scheduled in."""
     out = []
     delays = [0.03, 0.001, 0.02, 0, 0.01, 0.005, 0.025, 0.015]
+    # One base time for all: call_later() would read the clock at each
+    # call, and a machine that stalls between two calls could reorder
+    # deadlines 1 ms apart.
+    base = loop.time()
+
+    def fired(d):
+        out.append(d)
+        if len(out) == len(delays):
+            loop.stop()
+
     for d in delays:
-        loop.call_later(d, out.append, d)
-    run_for(loop, 0.08)
+        loop.call_at(base + d, fired, d)
+    loop.call_later(60, loop.stop)
+    loop.run_forever()
     assert out == sorted(delays)
 
 
@@ -69,14 +80,16 @@ def test_call_at_and_call_later_share_one_order(loop):
     """call_at and call_later timers are ordered together by deadline."""
     out = []
     base = loop.time()
-    loop.call_at(base + 0.03, out.append, 'at 30ms')
-    loop.call_later(0.01, out.append, 'later 10ms')
-    loop.call_at(base + 0.02, out.append, 'at 20ms')
-    loop.call_later(0.04, out.append, 'later 40ms')
+    # call_later reads the clock itself: the steps are wide enough that
+    # a stalled machine does not reorder them.
+    loop.call_at(base + 0.15, out.append, 'at 150ms')
+    loop.call_later(0.05, out.append, 'later 50ms')
+    loop.call_at(base + 0.1, out.append, 'at 100ms')
+    loop.call_later(0.2, out.append, 'later 200ms')
     loop.call_at(base - 1, out.append, 'at past')
-    run_for(loop, 0.1)
-    assert out == ['at past', 'later 10ms', 'at 20ms', 'at 30ms',
-                   'later 40ms']
+    run_for(loop, 0.3)
+    assert out == ['at past', 'later 50ms', 'at 100ms', 'at 150ms',
+                   'later 200ms']
 
 
 def test_equal_deadlines_run_in_the_same_iteration(loop):
