@@ -88,7 +88,11 @@ def test_distribution_metadata():
     URLs, the supported Pythons and the pytest plugin's entry point."""
     project = pyproject()['project']
     assert project['name'] == DISTRIBUTION
-    assert pyproject()['tool']['setuptools']['packages'] == ['asyncloop']
+    setuptools_config = pyproject()['tool']['setuptools']
+    assert setuptools_config['packages'] == ['asyncloop']
+    # Else `setup.py build` leaves an egg-info with that entry point in the
+    # tree, and pytest runs there load it.
+    assert setuptools_config['include-package-data'] is False
     assert set(project['urls']) >= {'Homepage', 'Source', 'Issues',
                                     'Changelog'}
     assert all(url.startswith('https://') for url in project['urls'].values())
