@@ -10,11 +10,11 @@ from typing import Any as _Any, Callable as _Callable, \
     Coroutine as _Coroutine, TypeVar as _TypeVar
 
 from ._loop import libuv_version
+from ._version import __version__
 from .loop import Loop
 
 __all__ = ('Loop', 'new_event_loop', 'EventLoopPolicy', 'install', 'run',
            'libuv_version')
-__version__ = '0.1.0'
 
 
 _T = _TypeVar('_T')
