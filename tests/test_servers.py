@@ -134,6 +134,16 @@ def test_uvicorn_loop_option(serve):
     assert server.get(port)['loop'] == ASYNCLOOP
 
 
+def test_uvicorn_two_workers(serve):
+    pytest.importorskip('uvicorn')
+    port = free_port()
+    server = serve(*uvicorn('--port', str(port), '--workers', '2',
+                            '--loop', 'asyncloop:new_event_loop',
+                            'asgi_app:app'))
+    answers = answers_from_two_workers(server, port)
+    assert {a['loop'] for a in answers} == {ASYNCLOOP}
+
+
 def test_uvicorn_loop_module_name_is_refused(serve, tmp_path):
     """The form a uvloop user guesses: uvicorn wants module:attribute."""
     pytest.importorskip('uvicorn')
