@@ -19,6 +19,7 @@ backend, added to whatever the suite's anyio_backend fixture returns.
 import inspect
 
 import pytest
+from _pytest.scope import Scope
 
 # The names the two loops have in test ids and in the report.
 DEFAULT = 'default_loop'
@@ -152,22 +153,21 @@ class _AnyioLoops:
             return
         fixturedefs = metafunc._arg2fixturedefs
         backend = fixturedefs.get('anyio_backend')
-        if not backend:
-            return
-        backend = backend[-1]
+        # None when the test parametrizes anyio_backend itself.
+        backend = backend[-1] if backend else None
+        scope = backend._scope if backend else Scope.Function
         for name in metafunc.fixturenames:
             defs = fixturedefs.get(name)
             if not defs:
                 continue
             fixturedef = defs[-1]
             if fixturedef is backend or (
-                    _is_async(fixturedef.func) and
-                    fixturedef._scope <= backend._scope):
+                    _is_async(fixturedef.func) and fixturedef._scope <= scope):
                 _request_loop_arg(fixturedef)
         if _ANYIO_LOOP_ARG not in metafunc.fixturenames:
             metafunc.fixturenames.append(_ANYIO_LOOP_ARG)
         metafunc.parametrize(_ANYIO_LOOP_ARG, [DEFAULT, ASYNCLOOP],
-                             scope=backend.scope)
+                             scope=scope.value)
 
     # trylast: inside anyio's own wrapper, which has by then replaced the
     # function of an async fixture by the generator that runs it.
@@ -175,7 +175,7 @@ class _AnyioLoops:
     def pytest_fixture_setup(self, fixturedef, request):
         func = fixturedef.func
         if fixturedef.argname == 'anyio_backend':
-            fixturedef.func = self._backend(_bind(func, request))
+            fixturedef.func = self._backend(_bind(func, request), request)
         elif _ANYIO_LOOP_ARG in fixturedef.argnames:
             fixturedef.func = _without_loop_arg(func)
         else:
@@ -185,13 +185,20 @@ class _AnyioLoops:
         finally:
             fixturedef.func = func
 
-    def _backend(self, func):
+    def _backend(self, func, request):
         """The anyio_backend fixture function func, its value converted."""
         mode = self.mode
         doubled = mode == 'both'
 
         def loop_of(kwargs):
-            return kwargs.pop(_ANYIO_LOOP_ARG, mode)
+            if _ANYIO_LOOP_ARG in kwargs:
+                return kwargs.pop(_ANYIO_LOOP_ARG)
+            # A test that parametrizes anyio_backend itself replaces the
+            # fixture by one that does not take the loop parameter.
+            callspec = getattr(request._pyfuncitem, 'callspec', None)
+            if callspec is not None:
+                return callspec.params.get(_ANYIO_LOOP_ARG, mode)
+            return mode
 
         if inspect.isgeneratorfunction(func):
             def anyio_backend(**kwargs):

@@ -127,6 +127,11 @@ async def test_anyio_fixture(anyio_fixture_loop, record):
     record()
 
 
+@pytest.mark.parametrize('anyio_backend', ['asyncio'])
+async def test_anyio_own_backend_parameter(anyio_backend, record):
+    record()
+
+
 async def test_anyio_task_group(record):
     results = []
     async with anyio.create_task_group() as tg:
@@ -185,11 +190,20 @@ ASYNC_TESTS = {
     'test_two': True,
     'test_anyio_plain': True,
     'test_anyio_fixture': True,
+    'test_anyio_own_backend_parameter': True,
     'test_anyio_task_group': True,
     'test_module_fixture_first': True,
     'test_module_fixture_second': True,
 }
 SYNC_TESTS = ['test_sync', 'test_sync_asyncio_run']
+# The parameters tests have of their own.
+OWN_PARAMS = {'test_anyio_own_backend_parameter': 'asyncio'}
+
+
+def node_id(name, loop=None):
+    """The id pytest prints for test `name` (on `loop` with --asyncloop-both)."""
+    params = [p for p in (loop, OWN_PARAMS.get(name)) if p]
+    return f'{name}[{"-".join(params)}]' if params else name
 
 
 @pytest.fixture
@@ -249,7 +263,8 @@ def test_without_option_nothing_changes(suite):
     assert header_lines(result) == []
     assert loops == {name: ['default'] for name in ASYNC_TESTS}
     for name in ASYNC_TESTS:
-        assert outcomes(result)[name] == expected_outcome(name, 'default')
+        assert outcomes(result)[node_id(name)] == \
+            expected_outcome(name, 'default')
     result.assert_outcomes(passed=len(ASYNC_TESTS) - 2 + len(SYNC_TESTS),
                            failed=2)
 
@@ -259,9 +274,9 @@ def test_asyncloop_option(suite):
     assert loops == {name: ['asyncloop'] for name in ASYNC_TESTS}
     got = outcomes(result)
     # The test ids are the user's own: no parameter is added.
-    assert set(got) == set(ASYNC_TESTS) | set(SYNC_TESTS)
+    assert set(got) == {node_id(name) for name in [*ASYNC_TESTS, *SYNC_TESTS]}
     for name in ASYNC_TESTS:
-        assert got[name] == expected_outcome(name, 'asyncloop'), name
+        assert got[node_id(name)] == expected_outcome(name, 'asyncloop')
     result.assert_outcomes(passed=len(ASYNC_TESTS) - 1 + len(SYNC_TESTS),
                            failed=1)
     [header] = header_lines(result)
@@ -276,7 +291,7 @@ def test_asyncloop_both_option(suite):
         assert sorted(loops[name]) == ['asyncloop', 'default'], name
         for kind, param in (('default', 'default_loop'),
                             ('asyncloop', 'asyncloop')):
-            assert got[f'{name}[{param}]'] == expected_outcome(name, kind)
+            assert got[node_id(name, param)] == expected_outcome(name, kind)
     for name in SYNC_TESTS:
         assert got[name] == 'PASSED'
     assert len(got) == 2 * len(ASYNC_TESTS) + len(SYNC_TESTS)
