@@ -9,7 +9,8 @@
 
 The plugin is registered through the pytest11 entry point, so it is loaded
 whenever asyncloop is installed: without one of its options it adds the two
-options and nothing else (no hook, no fixture, no import of asyncloop).
+options and nothing else (no hook, no fixture, no import of pytest-asyncio
+or anyio).
 
 pytest-asyncio >= 1.4 gets the loop through its pytest_asyncio_loop_factories
 hook; older releases through their event_loop_policy fixture (one loop only).
@@ -226,11 +227,17 @@ def _request_loop_arg(fixturedef):
 
 
 def _without_loop_arg(func):
-    """anyio's generator for an async fixture, called without the loop
-    parameter the fixture function does not take."""
-    def fixture(**kwargs):
-        kwargs.pop(_ANYIO_LOOP_ARG, None)
-        return (yield from func(**kwargs))
+    """The fixture function func (for an anyio async fixture, anyio's
+    generator that runs it), called without the loop parameter it does not
+    take."""
+    if inspect.isgeneratorfunction(func):
+        def fixture(**kwargs):
+            kwargs.pop(_ANYIO_LOOP_ARG, None)
+            return (yield from func(**kwargs))
+    else:
+        def fixture(**kwargs):
+            kwargs.pop(_ANYIO_LOOP_ARG, None)
+            return func(**kwargs)
     return fixture
 
 
