@@ -51,7 +51,8 @@ setup_venv() {
     fi
     if ! "$venv/bin/python" -c 'import pytest, pytest_timeout, uvloop, setuptools' 2>/dev/null; then
         "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-            'setuptools>=61' wheel pytest pytest-timeout uvloop
+            'setuptools>=61' wheel pytest pytest-timeout uvloop \
+            pytest-asyncio anyio 'uvicorn[standard]' uvicorn-worker gunicorn aiohttp fastapi
     fi
     log "building asyncloop for Python $v"
     local build_log="$venv/build.log"
