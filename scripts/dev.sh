@@ -49,7 +49,9 @@ setup_venv() {
         log "creating $venv with $py"
         "$py" -m venv "$venv"
     fi
-    if ! "$venv/bin/python" -c 'import pytest, pytest_timeout, uvloop, setuptools' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import pytest, pytest_timeout, uvloop, setuptools
+import pytest_asyncio, anyio, uvicorn, uvicorn_worker, gunicorn, aiohttp, fastapi' \
+            2>/dev/null; then
         "$venv/bin/python" -m pip install -q --disable-pip-version-check \
             'setuptools>=61' wheel pytest pytest-timeout uvloop \
             pytest-asyncio anyio 'uvicorn[standard]' uvicorn-worker gunicorn aiohttp fastapi
