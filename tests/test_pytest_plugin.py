@@ -12,6 +12,8 @@ import tomllib
 
 import pytest
 
+import asyncloop
+
 pytest.importorskip('pytest_asyncio')
 pytest.importorskip('anyio')
 
@@ -332,11 +334,12 @@ def test_entry_point_loads_the_plugin(suite, tmp_path, monkeypatch):
         project = tomllib.load(f)['project']
     entry_points = project['entry-points']['pytest11']
     assert entry_points == {'asyncloop': 'asyncloop.pytest_plugin'}
-    info = tmp_path / 'site' / f'asyncloop-{project["version"]}.dist-info'
+    version = asyncloop.__version__
+    info = tmp_path / 'site' / f'asyncloop_uv-{version}.dist-info'
     info.mkdir(parents=True)
     (info / 'METADATA').write_text(
-        f'Metadata-Version: 2.1\nName: asyncloop\n'
-        f'Version: {project["version"]}\n')
+        f'Metadata-Version: 2.1\nName: asyncloop-uv\n'
+        f'Version: {version}\n')
     (info / 'entry_points.txt').write_text(
         '[pytest11]\n' + ''.join(f'{name} = {value}\n'
                                  for name, value in entry_points.items()))
