@@ -44,6 +44,14 @@ err_restore(PyObject *exc)
 #endif
 }
 
+/* asyncio's default low-water mark, high // 4: Python's floor division,
+   so that a negative high gives asyncio's value in the error message. */
+static inline Py_ssize_t
+default_low_water(Py_ssize_t high)
+{
+    return high / 4 - (high % 4 != 0 && high < 0);
+}
+
 /* ---- module state (module.c) ------------------------------------------ */
 
 /* Objects imported once at module init and kept for the process lifetime. */

@@ -946,7 +946,7 @@ set_limits(TransportObject *tr, PyObject *high, PyObject *low)
         }
     }
     if (low == Py_None) {
-        l = h / 4;
+        l = default_low_water(h);
     }
     else {
         l = PyNumber_AsSsize_t(low, PyExc_OverflowError);

@@ -1184,7 +1184,7 @@ core_set_write_buffer_limits(CoreObject *core, PyObject *args,
         high = low_obj == Py_None ? 64 * 1024 : 4 * low;
     }
     if (low_obj == Py_None) {
-        low = high / 4;
+        low = default_low_water(high);
     }
     if (!(high >= low && low >= 0)) {
         PyErr_Format(PyExc_ValueError,

@@ -872,3 +872,25 @@ def test_writelines_many_buffers(loop):
         await pr.lost
         server.close()
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize('high', [-1, -3, -4, -5])
+def test_negative_high_water_message(loop, high):
+    """set_write_buffer_limits(high<0): asyncio's ValueError, whose low is
+    high // 4 (floor division)."""
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, '127.0.0.1', port)
+        try:
+            with pytest.raises(ValueError) as info:
+                transport.set_write_buffer_limits(high=high)
+        finally:
+            transport.close()
+            server.close()
+            await server.wait_closed()
+        return str(info.value)
+
+    assert loop.run_until_complete(main()) == (
+        f'high ({high}) must be >= low ({high // 4}) must be >= 0')
