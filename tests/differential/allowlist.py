@@ -47,7 +47,7 @@ def _op(pattern, kinds=('exception',), asyncloop_exc=None):
 _BAD_CALLBACK = r"^loop\.call_(soon|later|at)\((3600, |h\.t0 \+ 3600, )?" \
     r"(123|None|'text'|h\.coro(\(\))?)\)$"
 
-_DONE_BAD = r'\.add_done_callback\((1|h\.coro)\)$'
+_DONE_BAD = r'\.add_done_callback\((1|h\.coro)\)'
 
 # Being fixed: delete these entries once asyncloop behaves as asyncio.
 BEING_FIXED = [

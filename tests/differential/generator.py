@@ -500,10 +500,7 @@ class Program:
     def g_close_ops(self):
         if self.r.random() < 0.3:
             self.op("loop.call_soon(h.cb, 'never')")
-        if self.nan:
-            self.op(f"loop.{self.pick(['call_later', 'call_at'])}("
-                    "float('nan'), h.ucb, 'nan')")
-        elif self.r.random() < 0.3:
+        if self.r.random() < 0.3 and not self.nan:
             self.op("loop.run_until_complete(h.coro('again'))")
         if self.r.random() < 0.2:
             self.op('loop.run_until_complete(loop.shutdown_asyncgens())')
@@ -514,6 +511,9 @@ class Program:
         if self.r.random() < 0.3:
             late = self.op('loop.create_future()')
             self.op(f"V[{late}].add_done_callback(h.fcb('late'))")
+        if self.nan:  # the loop does not run after it
+            self.op(f"loop.{self.pick(['call_later', 'call_at'])}("
+                    "float('nan'), h.ucb, 'nan')")
         self.op('loop.close()')
         for _ in range(self.r.randrange(0, 5)):
             self.op(self.pick([
@@ -571,7 +571,7 @@ class Program:
     @property
     def source(self):
         def body(lines):
-            return ''.join(f'    {line}\n' for line in lines) or '    pass\n'
+            return ''.join(f'    {line}\n' for line in lines) + '    pass\n'
         return (f'# differential program, seed {self.seed}'
                 f'{", debug mode" if self.debug else ""}\n'
                 'import asyncio, socket\n\n\n'

@@ -458,8 +458,11 @@ def run_program(kind, source, debug=False):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter('always')
                 _phases(loop, h, namespace, debug)
+                # Nothing of the program may outlive it: the loop and what
+                # refers to it are collected while warnings are recorded.
                 namespace.clear()
-                loop = None
+                h.loop = loop = None
+                h.peers.clear()
                 gc.collect()
                 gc.collect()
             for w in caught:
