@@ -257,8 +257,14 @@ def main():
         print(source)
         print(describe(args.minimize, diffs))
         return 1 if diffs else 0
-    seeds = range(args.seed, args.seed + args.programs)
-    outcome = check([program_dict(s) for s in seeds], args.jobs)
+    seeds = list(range(args.seed, args.seed + args.programs))
+    outcome = {}
+    for i in range(0, len(seeds), 100):  # reports as it goes
+        chunk = check([program_dict(s) for s in seeds[i:i + 100]], args.jobs)
+        for pid in sorted(chunk):
+            if chunk[pid][0]:
+                print(describe(pid, chunk[pid][0]), flush=True)
+        outcome.update(chunk)
     kinds = collections.Counter()
     allowed = collections.Counter()
     failing = {}
@@ -268,7 +274,6 @@ def main():
         if diffs:
             failing[pid] = diffs
             kinds.update({d['kind'] for d in diffs})
-            print(describe(pid, diffs))
     print(f'\n{len(outcome)} programs, {len(failing)} with differences')
     for kind, count in kinds.most_common():
         print(f'  {kind}: {count} programs')
