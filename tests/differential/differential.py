@@ -92,6 +92,14 @@ def diff_streams(ref, new):
             continue
         if stream == 'main':
             found += diff_ops(a, b)
+        elif stream == 'warning':
+            # Which warnings, not how many: finalizers that warn run when
+            # the collector frees objects, which the loops do differently.
+            sa, sb = set(map(json.dumps, a)), set(map(json.dumps, b))
+            if sa != sb:
+                found.append({'kind': stream, 'stream': stream,
+                              'asyncio': sorted(sa - sb),
+                              'asyncloop': sorted(sb - sa)})
         elif stream in UNORDERED:
             ca, cb = collections.Counter(map(json.dumps, a)), \
                 collections.Counter(map(json.dumps, b))

@@ -455,18 +455,23 @@ def run_program(kind, source, debug=False):
         sys.unraisablehook = lambda u: h.rec(
             'unraisable', exc_name(u.exc_value), normalize(u.err_msg, 30))
         try:
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings():
                 warnings.simplefilter('always')
+                # Recorded as text at once: a kept warning would keep its
+                # source (an unawaited coroutine, its loop...) alive.
+                warnings.showwarning = lambda message, category, *_: h.rec(
+                    'warning', category.__name__, normalize(message, 40))
                 _phases(loop, h, namespace, debug)
                 # Nothing of the program may outlive it: the loop and what
                 # refers to it are collected while warnings are recorded.
                 namespace.clear()
                 h.loop = loop = None
                 h.peers.clear()
-                gc.collect()
-                gc.collect()
-            for w in caught:
-                h.rec('warning', w.category.__name__, normalize(w.message, 40))
+                # asyncloop's objects can need more than one collection
+                # (the README: a loop is freed by the collector's next run).
+                for _ in range(6):
+                    if not gc.collect():
+                        break
         finally:
             sys.unraisablehook = old_hook
             logger.removeHandler(capture)
