@@ -70,6 +70,22 @@ BEING_FIXED = [
           and d['asyncloop'] is not None and d['asyncloop'][1] == 'exc'
           and 'call_soon()' in d['asyncloop'][3],
           cause=_DONE_BAD),
+    Entry('non-callable-done-callback-hang',
+          'the same: the future is left done without its callbacks run, so '
+          'a task awaiting it never wakes and even wait_for() around it '
+          'never returns (the program hangs); being changed',
+          lambda d, line, source: d['kind'] == 'hang'
+          and re.search(_DONE_BAD, source) is not None,
+          neutralize=False, cause=_DONE_BAD),
+    Entry('remove-closed-socket-in-callback',
+          'the same ValueError of remove_reader/remove_writer of a closed '
+          'socket, raised in a reader or writer callback (the harness '
+          'records it; being changed)',
+          lambda d, line, source: d['kind'] == 'set'
+          and d['asyncloop'] and all('exc:ValueError' in e
+                                     for e in d['asyncloop'])
+          and len(d['asyncio']) == len(d['asyncloop']),
+          neutralize=False),
 ]
 
 # Documented in the README's "Differences from asyncio".

@@ -11,7 +11,8 @@ What makes a program's observations independent of timing:
 - only far timers (an hour away) are cancelled once the loop runs, and a
   call_soon handle only before the next await;
 - a task only awaits futures that main resolves, and main awaits a task
-  only once all of those are resolved;
+  only once all of those are resolved; a task is cancelled only while how
+  far it got is known (no await but sleep(0) in main since it was made);
 - every network step waits for its outcome (bytes arrived, connection
   lost) before the next one, and closes or aborts only when nothing is in
   flight, so which side sees what never depends on the scheduler;
@@ -47,6 +48,10 @@ class Program:
         self.far = []           # far timers
         self.futures = {}       # var -> resolved?
         self.tasks = {}         # var -> futures its plan awaits
+        # Tasks whose progress is known: created since the last await that
+        # takes an undefined number of loop iterations (anything but
+        # sleep(0)); only these are cancelled.
+        self.fresh = []
         self.pairs = []
         self.stops = 0
 
@@ -69,6 +74,9 @@ class Program:
         n = self.var()
         self.emit(f'V[{n}] = await h.aop({n}, lambda: {expr})')
         self.soon = []
+        if expr not in ('asyncio.sleep(0)', 'asyncio.sleep(-1)',
+                        "asyncio.sleep(0, result='r')"):
+            self.fresh = []
         return n
 
     def pick(self, items):
@@ -106,7 +114,9 @@ class Program:
             return
         if kind < 0.15 and not self.zero_used:
             self.zero_used = True
-            self.op(f"loop.call_later(0, {cb}, 'z')")
+            # Its deadline is the time of the call: unordered against the
+            # near timers, whose lead a slow machine can eat up.
+            self.op("loop.call_later(0, h.ucb, 'z')")
             return
         slot = self.free_slots.pop()
         self.max_slot = max(self.max_slot, slot)
@@ -227,11 +237,12 @@ class Program:
         self.emit(f"V[{n}] = h.op({n}, lambda: loop.create_task("
                   f"h.worker('k{n}', {plan}, V)))")
         self.tasks[n] = waits
+        self.fresh.append(n)
 
     def g_task_cancel(self):
-        if not self.tasks:
+        if not self.fresh:
             return self.g_task()
-        t = self.pick(sorted(self.tasks))
+        t = self.pick(self.fresh)
         msg = self.pick(['', "'stop'"])
         self.op(f'V[{t}].cancel({msg})')
         self.op(self.pick([f'V[{t}].cancelled()', f'V[{t}].done()',
@@ -364,13 +375,26 @@ class Program:
             sent = self.g_conn_step(tr, pr, peer, mode, sent)
         end = 'lost' if ended else self.pick(
             ['close', 'close2', 'abort', 'write_eof', 'server_close',
-             'server_abort', 'none'])
+             'server_abort', 'none', 'close_abort', 'abort_close',
+             'eof_write', 'listener_first'])
+        if end == 'listener_first':  # the server closes, the connection not
+            self.op(f'V[{srv}].close()')
+            self.op(f'V[{srv}].is_serving()')
+            end = 'close'
         if end in ('close', 'close2', 'abort'):
             self.op(f'{tr}.{end.rstrip("2")}()')
             if end == 'close2':
                 self.op(f'{tr}.close()')
-        elif end == 'write_eof':
+        elif end in ('close_abort', 'abort_close'):
+            first, second = end.split('_')
+            self.op(f'{tr}.{first}()')
+            self.op(f'{tr}.is_closing()')
+            self.op(f'{tr}.{second}()')
+        elif end in ('write_eof', 'eof_write'):
             self.op(f'{tr}.write_eof()')
+            if end == 'eof_write':
+                self.op(f"{tr}.write(b'after eof')")
+                self.op(f'{tr}.can_write_eof()')
         elif end.startswith('server_'):
             self.op(f'V[{peer}].transport.{end[7:]}()')
         if end not in ('none', 'lost'):
@@ -406,6 +430,10 @@ class Program:
                 f"{tr}.get_extra_info('sockname') is not None",
                 f'{tr}.get_write_buffer_limits()',
             ]))
+        elif roll < 0.8:
+            # A descriptor a transport owns is not the user's to watch.
+            self.op(f"loop.add_reader({tr}.get_extra_info('socket'), h.ucb)")
+            self.op(f"loop.remove_reader({tr}.get_extra_info('socket'))")
         elif roll < 0.9:
             self.op(f'{tr}.pause_reading()')
             if self.r.random() < 0.5:
