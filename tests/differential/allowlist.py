@@ -7,6 +7,7 @@ again without that operation, so what follows from it is not counted.
 Anything not explained here fails the differential test.
 """
 import re
+import sys
 
 
 class Entry:
@@ -101,7 +102,30 @@ BEING_FIXED = [
 #   and compares which warnings came, not how many.
 DOCUMENTED = []
 
-ENTRIES = BEING_FIXED + DOCUMENTED
+_WRITELINES_EMPTY = r"\.writelines\(\[b'[^']*', b''\]\)"
+
+# Where the reference itself is wrong on one interpreter.
+REFERENCE = [
+    Entry('asyncio-3.13.0-nested-run-forever',
+          'on CPython 3.13.0 the default loop\'s run_forever() called while '
+          'the loop runs raises RuntimeError and then unsets the running '
+          'loop (get_running_loop() fails from then on in that task); '
+          'asyncloop keeps it, as 3.11 and 3.12 do',
+          lambda d, line, source: sys.version_info[:3] == (3, 13, 0)
+          and re.search(r'h\.op\(\d+, lambda: loop\.run_forever\(\)\)',
+                        source) is not None,
+          neutralize=False, cause=r'^loop\.run_forever\(\)$'),
+    Entry('asyncio-3.12-writelines-empty-item',
+          'on CPython 3.12 and 3.13 (.0/.1 here) the default loop\'s '
+          'writelines() with an empty bytes item (sent with sendmsg) leaves '
+          'the transport believing data is pending: close() then never '
+          'calls connection_lost(); asyncloop closes, as 3.11 does',
+          lambda d, line, source: sys.version_info >= (3, 12)
+          and re.search(_WRITELINES_EMPTY, source) is not None,
+          neutralize=False, cause=_WRITELINES_EMPTY),
+]
+
+ENTRIES = BEING_FIXED + DOCUMENTED + REFERENCE
 
 
 def explain(diff, line, source):
