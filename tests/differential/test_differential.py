@@ -2,7 +2,7 @@
 the default loop (see differential.py; more programs with
 `scripts/dev.sh differential --programs N`).
 
-ASYNCLOOP_DIFF_PROGRAMS sets how many programs the test runs (default 200,
+ASYNCLOOP_DIFF_PROGRAMS sets how many programs the test runs (default 150,
 60 under AddressSanitizer, which is several times slower).
 """
 import os
@@ -15,7 +15,7 @@ import differential  # noqa: E402
 
 UNDER_ASAN = 'asan' in os.environ.get('LD_PRELOAD', '')
 PROGRAMS = int(os.environ.get('ASYNCLOOP_DIFF_PROGRAMS',
-                              60 if UNDER_ASAN else 200))
+                              60 if UNDER_ASAN else 150))
 CHUNK = 50
 FIRST_SEED = 1
 
