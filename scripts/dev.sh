@@ -4,6 +4,8 @@
 #   scripts/dev.sh test        the whole test suite on every supported Python found
 #   scripts/dev.sh bench       the benchmarks (asyncio vs uvloop vs asyncloop)
 #   scripts/dev.sh sanitize    the test suite against an AddressSanitizer build
+#   scripts/dev.sh soak        servers under mixed load for a while [--minutes N]
+#   scripts/dev.sh differential  generated programs on asyncio vs asyncloop [--programs N] [--seed S]
 # Installs what is missing: libuv1-dev (apt), a virtual environment per
 # Python version under .venv-X.Y with the test tools, the extension built in place.
 set -euo pipefail
@@ -130,8 +132,18 @@ sanitize)
     py=$(first_python)
     PYTHON=$py exec "$ROOT/scripts/sanitize.sh" "$@"
     ;;
+soak)
+    ensure_system_packages
+    py=$(first_python)
+    exec "$py" scripts/soak.py "$@"
+    ;;
+differential)
+    ensure_system_packages
+    py=$(first_python)
+    exec "$py" tests/differential/differential.py "$@"
+    ;;
 *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

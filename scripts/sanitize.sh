@@ -3,7 +3,8 @@
 # and UndefinedBehaviorSanitizer. Any invalid memory access or undefined
 # behaviour aborts the run with a report. Leak detection is off: the
 # interpreter itself does not free everything at exit; growth of memory
-# with the work is checked by the tests instead.
+# with the work is checked by the tests instead. Then a short soak
+# (scripts/soak.py) on the same build.
 #   scripts/sanitize.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # The conformance suites run in their own subprocesses and are covered by
 # the regular run; here the focus is asyncloop's own tests. Tests that
 # measure memory are left out: the sanitizer changes how memory is reused.
-exec "$py" -m pytest -o pythonpath="$lib" -p no:cacheprovider \
+"$py" -m pytest -o pythonpath="$lib" -p no:cacheprovider \
     --ignore=tests/conformance -k "not memory" "$@"
+# A short soak on the sanitizer build: a crash or a report aborts it, and
+# it checks descriptors (memory is not judged under the sanitizer).
+PYTHONPATH="$lib" "$py" scripts/soak.py --seconds 20
