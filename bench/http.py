@@ -1,4 +1,4 @@
-"""HTTP server benchmark: uvicorn and aiohttp on asyncio's default loop, uvloop and asyncloop.
+"""HTTP benchmark: uvicorn and aiohttp servers on asyncio's default loop, uvloop, asyncloop.
 
     python bench/http.py                   # 3 rounds of 5 s per case
     python bench/http.py --quick           # one round of 1 s per case: a smoke run
@@ -282,6 +282,9 @@ def measure(wrk, server, path, args, load_cpu, perf_file=None) -> dict:
                   f'{server.name}: {result["socket_errors"]} socket errors, '
                   f'{result["non_2xx"]} non-2xx responses:\n{output}')
     result['cpu_us_per_request'] = cpu / result['requests'] * 1e6
+    # Below 1.0 the server was not always running: waiting for wrk, or for a
+    # CPU that other processes took.
+    result['server_cpu_share'] = cpu / args.duration
     return result
 
 
@@ -309,7 +312,8 @@ def run_server_round(wrk, server, loop_name, cases, args, round_no, results):
             entry['rounds'].append(result)
             print(f'  round {round_no + 1} {case.name:<28} {loop_name:<10}'
                   f' {result["requests_per_second"]:8.0f} req/s'
-                  f' {result["cpu_us_per_request"]:6.1f} CPU µs/req',
+                  f' {result["cpu_us_per_request"]:6.1f} CPU µs/req'
+                  f' (server busy {result["server_cpu_share"]:.0%})',
                   file=sys.stderr, flush=True)
 
 
@@ -400,7 +404,10 @@ def parse_args(argv):
     parser = _common.benchmark_parser(__doc__.splitlines()[0],
                                       [case.name for case in CASES])
     parser.set_defaults(rounds=0)  # filled below: 3, or 1 with --quick
-    parser.add_argument('--duration', type=int, default=5,
+    for action in parser._actions:  # the shared help gives other defaults
+        if action.dest == 'rounds':
+            action.help = 'rounds per case (default 3, quick 1)'
+    parser.add_argument('--duration', type=int,
                         help='seconds of each measured wrk run (default 5, quick 1)')
     parser.add_argument('--connections', type=int, default=50,
                         help='wrk connections (default 50)')
@@ -409,8 +416,8 @@ def parse_args(argv):
                         help='record each measured run of the servers with perf record -g '
                              'into DIR (slows them: for profiles, not for numbers)')
     args = _common.parse_benchmark_args(parser, argv, [case.name for case in CASES])
-    if args.quick:
-        args.duration = 1
+    if args.duration is None:
+        args.duration = 1 if args.quick else 5
     if not args.rounds:
         args.rounds = 1 if args.quick else 3
     return args
