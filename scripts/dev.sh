@@ -125,6 +125,7 @@ bench)
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev ||
             log "libssl-dev not installed: the TLS echo benchmark is skipped"
     fi
+    command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk || log "wrk not installed (apt-get install wrk): bench/http.py cannot run"
     exec "$py" bench/run.py "$@"
     ;;
 sanitize)
