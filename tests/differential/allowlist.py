@@ -29,66 +29,6 @@ class Entry:
         return ops
 
 
-def _op(pattern, kinds=('exception',), asyncloop_exc=None):
-    """An operation whose source matches pattern and whose difference is
-    of one of kinds (and, if given, asyncloop raised asyncloop_exc)."""
-    regex = re.compile(pattern)
-
-    def match(d, line, source):
-        if d.get('op') is None or d['kind'] not in kinds:
-            return False
-        if not regex.search(line):
-            return False
-        got = d['asyncloop']
-        return asyncloop_exc is None or (got and got[1] == 'exc'
-                                         and got[2] == asyncloop_exc)
-    return match
-
-
-_BAD_CALLBACK = r"^loop\.call_(soon|later|at)\((3600, |h\.t0 \+ 3600, )?" \
-    r"(123|None|'text'|h\.coro(\(\))?)\)$"
-
-_DONE_BAD = r'\.add_done_callback\((1|h\.coro)\)'
-
-# Being fixed: delete these entries once asyncloop behaves as asyncio.
-BEING_FIXED = [
-    Entry('call_soon-rejects-non-callable',
-          'call_soon/call_later/call_at reject a non-callable or coroutine '
-          'function with TypeError in every mode; the default loop only in '
-          'debug mode (README, being changed to match asyncio)',
-          _op(_BAD_CALLBACK, asyncloop_exc='TypeError')),
-    Entry('remove-closed-socket',
-          'remove_reader/remove_writer of a closed socket raise ValueError '
-          'on asyncloop (being changed to match asyncio)',
-          _op(r'^loop\.remove_(reader|writer)\(V\[\d+\]\[\d\]\)$',
-              asyncloop_exc='ValueError')),
-    Entry('non-callable-done-callback',
-          'a done callback that is not callable (or a coroutine function) '
-          'makes set_result()/cancel() of its future raise TypeError on '
-          'asyncloop (being changed to match asyncio)',
-          lambda d, line, source: d.get('op') is not None
-          and re.search(_DONE_BAD, source) is not None
-          and d['asyncloop'] is not None and d['asyncloop'][1] == 'exc'
-          and 'call_soon()' in d['asyncloop'][3],
-          cause=_DONE_BAD),
-    Entry('non-callable-done-callback-hang',
-          'the same: the future is left done without its callbacks run, so '
-          'a task awaiting it never wakes and even wait_for() around it '
-          'never returns (the program hangs); being changed',
-          lambda d, line, source: d['kind'] == 'hang'
-          and re.search(_DONE_BAD, source) is not None,
-          neutralize=False, cause=_DONE_BAD),
-    Entry('remove-closed-socket-in-callback',
-          'the same ValueError of remove_reader/remove_writer of a closed '
-          'socket, raised in a reader or writer callback (the harness '
-          'records it; being changed)',
-          lambda d, line, source: d['kind'] == 'set'
-          and d['asyncloop'] and all('exc:ValueError' in e
-                                     for e in d['asyncloop'])
-          and len(d['asyncio']) == len(d['asyncloop']),
-          neutralize=False),
-]
-
 # Documented in the README's "Differences from asyncio". The programs are
 # built so that those do not show, rather than allowed here:
 # - add_reader on a closed and reused descriptor number: harness.close_sock
@@ -125,7 +65,7 @@ REFERENCE = [
           neutralize=False, cause=_WRITELINES_EMPTY),
 ]
 
-ENTRIES = BEING_FIXED + DOCUMENTED + REFERENCE
+ENTRIES = DOCUMENTED + REFERENCE
 
 
 def explain(diff, line, source):
