@@ -320,6 +320,7 @@ typedef struct TransportObject {
                                     (the base class), left NULL: the type
                                     overrides each with a getter */
     PyObject *weakreflist;
+    PyObject *dict;              /* __dict__, made when first used */
     Resource res;
     LoopObject *loop;
     union {

@@ -1632,6 +1632,7 @@ tr_traverse(TransportObject *tr, visitproc visit, void *arg)
     Py_VISIT(tr->sock);
     Py_VISIT(tr->server);
     Py_VISIT(tr->context);
+    Py_VISIT(tr->dict);
     Py_VISIT(tr->read_error);
     Py_VISIT(tr->empty_waiter);
     return 0;
@@ -1644,6 +1645,7 @@ tr_clear(TransportObject *tr)
        is not visited, so a transport with an open handle is never
        garbage. */
     Py_CLEAR(tr->extra);
+    Py_CLEAR(tr->dict);
     drop_protocol(tr);
     Py_CLEAR(tr->server);
     Py_CLEAR(tr->read_error);
@@ -1740,6 +1742,7 @@ tr_get_start_tls_compatible(TransportObject *Py_UNUSED(tr),
 }
 
 static PyGetSetDef tr_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {"_start_tls_compatible", (getter)tr_get_start_tls_compatible, NULL, NULL,
      NULL},
     {"_high_water", (getter)tr_get_high_water, NULL, NULL, NULL},
@@ -1790,6 +1793,10 @@ static PyMethodDef tr_methods[] = {
 static PyMemberDef tr_members[] = {
     {"__weaklistoffset__", T_PYSSIZET,
      offsetof(TransportObject, weakreflist), READONLY, NULL},
+    /* An instance __dict__, as asyncio's transports have: tests replace
+       methods of a transport (transport.write = ...) and tag it. */
+    {"__dictoffset__", T_PYSSIZET, offsetof(TransportObject, dict), READONLY,
+     NULL},
     {NULL}
 };
 

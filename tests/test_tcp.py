@@ -894,3 +894,25 @@ def test_negative_high_water_message(loop, high):
 
     assert loop.run_until_complete(main()) == (
         f'high ({high}) must be >= low ({high // 4}) must be >= 0')
+
+
+def test_transport_methods_can_be_replaced_on_the_instance(loop):
+    """Tests of servers replace a transport's methods (transport.write =
+    ...) and tag transports: asyncio's transports have a __dict__."""
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(
+            asyncio.Protocol, a)
+        written = []
+        transport.write = written.append
+        transport.tag = 'mine'
+        transport.write(b'kept')
+        del transport.write
+        transport.write(b'sent')
+        b.setblocking(False)
+        received = await loop.sock_recv(b, 100)
+        transport.close()
+        b.close()
+        return written, transport.tag, received
+
+    assert loop.run_until_complete(main()) == ([b'kept'], 'mine', b'sent')
