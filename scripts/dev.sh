@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-VERSIONS=${ASYNCLOOP_PYTHONS:-"3.11 3.12 3.13"}
+# find_python, SUPPORTED_PYTHONS
+. "$ROOT/scripts/pythons.sh"
+VERSIONS=${ASYNCLOOP_PYTHONS:-$SUPPORTED_PYTHONS}
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -27,17 +29,6 @@ ensure_system_packages() {
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-}
-
-# The interpreter for version X.Y: pyenv's, else pythonX.Y on PATH.
-find_python() {
-    local v=$1 p
-    if command -v pyenv >/dev/null; then
-        for p in "$(pyenv root)"/versions/"$v".*/bin/python3; do
-            [ -x "$p" ] && { echo "$p"; return; }
-        done
-    fi
-    command -v "python$v" 2>/dev/null || true
 }
 
 # Creates .venv-X.Y with the test tools and builds the extension in place;

@@ -1,5 +1,6 @@
-# Sourced by scripts/wheel.sh and scripts/check_wheel.sh: the interpreters
-# the wheels are built for. Expects ROOT to be the repository root.
+# Sourced by scripts/dev.sh, scripts/wheel.sh and scripts/check_wheel.sh:
+# the supported interpreters, and where to find each. Expects ROOT to be the
+# repository root.
 
 SUPPORTED_PYTHONS="3.11 3.12 3.13"
 
