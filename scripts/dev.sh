@@ -4,6 +4,7 @@
 #   scripts/dev.sh test        the whole test suite on every supported Python found
 #   scripts/dev.sh bench       the benchmarks (asyncio vs uvloop vs asyncloop)
 #   scripts/dev.sh sanitize    the test suite against an AddressSanitizer build
+#   scripts/dev.sh ecosystem [SUITE ...] [--quick]   third-party test suites on three loops
 # Installs what is missing: libuv1-dev (apt), a virtual environment per
 # Python version under .venv-X.Y with the test tools, the extension built in place.
 set -euo pipefail
@@ -127,8 +128,15 @@ sanitize)
     py=$(first_python)
     PYTHON=$py exec "$ROOT/scripts/sanitize.sh" "$@"
     ;;
+ecosystem)
+    # uvicorn, aiohttp, anyio, websockets, httpx and asyncpg's own suites on
+    # asyncio, uvloop and asyncloop; see tests/ecosystem/README.md.
+    ensure_system_packages
+    py=$(first_python)
+    exec "$py" tests/ecosystem/run.py "$@"
+    ;;
 *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
