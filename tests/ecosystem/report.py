@@ -26,7 +26,7 @@ def parse_junit(path):
             element = case.find(tag)
             if element is not None:
                 outcome = name
-                message = (element.get('message') or '')[:300]
+                message = ' '.join((element.get('message') or '').split())[:300]
                 break
         results[test_id] = (outcome, message)
     return results
@@ -119,10 +119,24 @@ def deselections(name, suite, runs):
     return '\n'.join(lines)
 
 
+def foreign_loops(runs):
+    """The tests that made a loop of another kind than the one under test."""
+    lines = []
+    for run in runs:
+        tests = (run.get('loops') or {}).get('foreign_loop_tests', {})
+        if tests:
+            lines.append(f'Tests making a loop other than {run["loop"]}\'s '
+                         f'on the {run["loop"]} run ({len(tests)}):')
+            lines += [f'- `{test}`: {", ".join(names)}'
+                      for test, names in sorted(tests.items())]
+    return '\n'.join(lines)
+
+
 def markdown(results, suites):
     parts = ['# Ecosystem suites on asyncio, uvloop and asyncloop', '']
     for name, runs in results.items():
         parts += [suite_table(name, runs), '',
                   deselections(name, suites[name], runs), '',
+                  foreign_loops(runs), '',
                   comparison(name, runs), '']
     return '\n'.join(parts)

@@ -248,7 +248,8 @@ def main(argv=None):
         if 'asyncio' in by_loop and 'asyncloop' in by_loop:
             failed |= bool(report.regressions(by_loop['asyncio'],
                                               by_loop['asyncloop']))
-        failed |= any('no JUnit' in run['status'] for run in runs)
+        failed |= any('no JUnit' in run['status'] or not run['outcomes']
+                      for run in runs)
     text = report.markdown(load_summaries(), SUITES)
     with open(os.path.join(WORK, 'results', 'results.md'), 'w') as f:
         f.write(text)

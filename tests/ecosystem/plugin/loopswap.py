@@ -38,6 +38,7 @@ _lock = threading.Lock()
 _created = collections.Counter()      # loop type name -> loops created
 _tests_on = collections.Counter()     # loop type name -> tests creating one
 _foreign_policy_tests = []            # tests that ran under another policy
+_foreign_loop_tests = {}              # test -> other loop types it made
 _deselected = {}                      # node id -> reason
 _expected_type = None                 # the type name of the loop under test
 _policy_class = None
@@ -182,6 +183,9 @@ def pytest_runtest_protocol(item, nextitem):
                 if n > before.get(name, 0)]
     for name in made:
         _tests_on[name] += 1
+    foreign = [name for name in made if name != _expected_type]
+    if foreign:
+        _foreign_loop_tests[item.nodeid] = foreign
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -202,6 +206,7 @@ def _report():
         'created': dict(_created),
         'tests_on': dict(_tests_on),
         'foreign_policy_tests': _foreign_policy_tests,
+        'foreign_loop_tests': _foreign_loop_tests,
         'deselected': _deselected,
     }
 
@@ -220,4 +225,6 @@ def pytest_terminal_summary(terminalreporter):
     for name, n in sorted(_created.items()):
         write(f'  {name}: {n} loops created, during {_tests_on[name]} tests')
     write(f'tests under another policy: {len(_foreign_policy_tests)}')
+    for nodeid, names in sorted(_foreign_loop_tests.items()):
+        write(f'  made another loop: {nodeid}: {", ".join(names)}')
     write(f'deselected by the harness: {len(_deselected)}')
