@@ -51,7 +51,7 @@ def _as_server_user(argv):
 
 @contextlib.contextmanager
 def cluster():
-    """Start a cluster; yield the environment that points libpq clients at it."""
+    """Start a cluster; yield the environment pointing libpq clients to it."""
     bindir = _ensure_installed()
     top = tempfile.mkdtemp(prefix='asyncloop-pg-')
     data = os.path.join(top, 'data')

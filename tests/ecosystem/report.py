@@ -26,7 +26,8 @@ def parse_junit(path):
             element = case.find(tag)
             if element is not None:
                 outcome = name
-                message = ' '.join((element.get('message') or '').split())[:300]
+                text = element.get('message') or ''
+                message = ' '.join(text.split())[:300]
                 break
         results[test_id] = (outcome, message)
     return results

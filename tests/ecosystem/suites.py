@@ -99,6 +99,8 @@ _add(Suite(
         'pkgconfig', 'proxy.py>=2.4.4rc5', 'trustme', 'blockbuster',
         'isal', 'zlib_ng', 'python-dateutil', 're-assert', 'setuptools-git',
         'gunicorn', 'brotli',
+        # pytest.ini's filterwarnings names coverage's warning class.
+        'coverage',
     ),
     # addopts without xdist, coverage, --durations and doctests of the
     # source tree (which is removed); the same marker selection.
