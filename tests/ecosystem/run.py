@@ -194,19 +194,39 @@ def run_suite(python, suite, wheel, kinds):
             extra_env = stack.enter_context(postgres.cluster()) \
                 if suite.postgres else {}
             runs.append(run_once(venv_python, suite, tree, kind, extra_env))
-    with open(os.path.join(WORK, 'results', suite.name, 'summary.json'),
-              'w') as f:
+    runs = _keep_other_loops(suite, runs)
+    with open(_summary_path(suite.name), 'w') as f:
         json.dump({'suite': suite.name, 'version': suite.version,
                    'tests_from': '%s-%s sdist' % suite.sdist, 'runs': runs},
                   f, indent=1)
     return runs
 
 
+def _summary_path(name):
+    return os.path.join(WORK, 'results', name, 'summary.json')
+
+
+def _keep_other_loops(suite, runs):
+    """`runs` plus the last runs on the loops not run now (--loops), when
+    they ran the same version."""
+    try:
+        with open(_summary_path(suite.name)) as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        return runs
+    if previous.get('version') != suite.version:
+        return runs
+    by_loop = {run['loop']: run for run in previous['runs']
+               if run['outcomes']}
+    by_loop.update((run['loop'], run) for run in runs)
+    return [by_loop[kind] for kind in LOOPS if kind in by_loop]
+
+
 def load_summaries():
     """Every suite's latest runs found under .ecosystem/results."""
     results = {}
     for name in SUITES:
-        path = os.path.join(WORK, 'results', name, 'summary.json')
+        path = _summary_path(name)
         if os.path.exists(path):
             with open(path) as f:
                 results[name] = json.load(f)['runs']
