@@ -6,6 +6,7 @@
 #   scripts/dev.sh sanitize    the test suite against an AddressSanitizer build
 #   scripts/dev.sh soak        servers under mixed load for a while [--minutes N]
 #   scripts/dev.sh differential  generated programs on asyncio vs asyncloop [--programs N] [--seed S]
+#   scripts/dev.sh ecosystem [SUITE ...] [--quick]   third-party test suites on three loops
 # Installs what is missing: libuv1-dev (apt), a virtual environment per
 # Python version under .venv-X.Y with the test tools, the extension built in place.
 set -euo pipefail
@@ -134,8 +135,15 @@ differential)
     py=$(first_python)
     exec "$py" tests/differential/differential.py "$@"
     ;;
+ecosystem)
+    # uvicorn, aiohttp, anyio, websockets, httpx and asyncpg's own suites on
+    # asyncio, uvloop and asyncloop; see tests/ecosystem/README.md.
+    ensure_system_packages
+    py=$(first_python)
+    exec "$py" tests/ecosystem/run.py "$@"
+    ;;
 *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
