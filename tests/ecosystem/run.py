@@ -99,7 +99,7 @@ def build_asyncloop(python):
     shutil.rmtree(dest, ignore_errors=True)
     log('building the asyncloop wheel of this checkout')
     pip(python, 'wheel', '--no-deps', '-w', dest, ROOT)
-    (wheel,) = glob.glob(os.path.join(dest, 'asyncloop-*.whl'))
+    (wheel,) = glob.glob(os.path.join(dest, 'asyncloop_uv-*.whl'))
     return wheel
 
 
