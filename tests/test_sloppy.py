@@ -133,12 +133,8 @@ def test_closed_loop_leaves_transports_not_closing(loop_factory):
 FLOOD = pathlib.Path(__file__).parent / 'scripts' / 'write_flood.py'
 
 
-@pytest.mark.parametrize('size', [100, 480, 4000, 200_000])
-@pytest.mark.parametrize('kind', ['asyncio', 'asyncloop'])
-def test_memory_of_a_write_flood_goes_back(kind, size):
-    """20 MiB of writes queued for a peer that stopped reading, then the
-    connection lost: the memory goes back to the system (the resident set
-    grows by a few blocks at most), whatever the size of the writes."""
+def _flood(kind, size):
+    """(MiB resident growth while flooded, after the connection went)."""
     root = FLOOD.parent.parent.parent
     env = dict(os.environ, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, str(FLOOD), kind, str(size)],
@@ -146,6 +142,23 @@ def test_memory_of_a_write_flood_goes_back(kind, size):
                          cwd=str(root), env=env)
     assert out.returncode == 0, out.stderr
     words = out.stdout.split()
-    flooded, after = float(words[1]), float(words[3])
-    assert flooded > 10          # the data was queued in this process
-    assert after < 3, out.stdout
+    return float(words[1]), float(words[3])
+
+
+@pytest.mark.parametrize('size', [100, 480, 4000, 200_000])
+def test_memory_of_a_write_flood_goes_back(size):
+    """20 MiB of writes queued for a peer that stopped reading, then the
+    connection lost: the memory goes back to the system (the resident set
+    grows by a few blocks at most), whatever the size of the writes. The
+    default loop is measured beside it: on 3.11 it copies the queue into
+    one bytearray and gives it all back; from 3.12 on it queues the
+    written objects themselves and keeps much of a flood of small writes
+    resident (and is slow to queue 200k small writes), so it is measured
+    on 3.11 only."""
+    flooded, after = _flood('asyncloop', size)
+    assert flooded > 10                 # the data was queued
+    assert after < 3, (flooded, after)
+    if sys.version_info < (3, 12):
+        asyncio_flooded, asyncio_after = _flood('asyncio', size)
+        assert asyncio_flooded > 10
+        assert asyncio_after < 3
