@@ -193,6 +193,10 @@ _add(Suite(
         (r'tests/test_connect\.py::TestConnectionAttributes::',
          'starts clusters of its own with pg_ctl, which refuses to run as '
          'root'),
+        (r'tests/test_pool\.py::TestPool::test_pool_config_persistence',
+         'flaky on every loop (a connection of the pool is reset while a '
+         'future nobody awaits holds its error): failed once each on the '
+         'default loop and on asyncloop in four runs'),
     ),
     remove=('asyncpg',),
     postgres=True,
