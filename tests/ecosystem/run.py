@@ -98,7 +98,13 @@ def build_asyncloop(python):
     dest = os.path.join(WORK, 'wheels')
     shutil.rmtree(dest, ignore_errors=True)
     log('building the asyncloop wheel of this checkout')
-    pip(python, 'wheel', '--no-deps', '-w', dest, ROOT)
+    try:
+        pip(python, 'wheel', '--no-deps', '-w', dest, ROOT)
+    finally:
+        # pip leaves asyncloop_uv.egg-info in the tree, whose pytest11 entry
+        # point pytest runs in the tree would load a second time.
+        for info in glob.glob(os.path.join(ROOT, '*.egg-info')):
+            shutil.rmtree(info, ignore_errors=True)
     (wheel,) = glob.glob(os.path.join(dest, 'asyncloop_uv-*.whl'))
     return wheel
 
