@@ -158,6 +158,10 @@ HandleObject *
 loop_call_soon(LoopObject *loop, PyObject *callback, PyObject *args,
                PyObject *context)
 {
+    /* As asyncio's call_soon(): nothing is queued on a closed loop. */
+    if (loop_check_closed(loop) < 0) {
+        return NULL;
+    }
     HandleObject *h = handle_new(Handle_Type, loop, callback, args, context);
     if (h == NULL) {
         return NULL;

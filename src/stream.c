@@ -364,9 +364,6 @@ tr_call_connection_lost(TransportObject *tr, PyObject *exc)
 static int
 schedule_connection_lost(TransportObject *tr, PyObject *exc)
 {
-    if (loop_check_closed(tr->loop) < 0) {
-        return -1;              /* as asyncio's call_soon() */
-    }
     PyObject *meth = PyObject_GetAttrString((PyObject *)tr,
                                             "_call_connection_lost");
     if (meth == NULL) {
