@@ -231,9 +231,6 @@ raise_pending_error(LoopObject *loop)
     return 0;
 }
 
-/* Waits up to timeout seconds (forever when negative) for libuv to have
-   events, with the GIL released, then lets libuv dispatch them with the
-   GIL held: one release per iteration rather than one per callback. */
 /* libuv adds a new or changed watcher to its epoll set only when it next
    polls; until then, waiting on its descriptor would not cover it. This
    reads libuv's queue of such watchers: its first pointer is the queue's
@@ -246,16 +243,33 @@ watchers_pending(uv_loop_t *uv)
     return queue[0] != (void *)queue;
 }
 
+/* Lets libuv run the callbacks of what is ready, with the GIL held. */
 static int
-loop_poll(LoopObject *loop, double timeout)
+loop_dispatch(LoopObject *loop)
+{
+    uv_run(&loop->uv, UV_RUN_NOWAIT);
+    return raise_pending_error(loop);
+}
+
+enum wait_result {
+    WAIT_ERROR = -1,
+    WAIT_IDLE,          /* libuv has nothing to run */
+    WAIT_READY,         /* libuv may have callbacks to run */
+    WAIT_DISPATCHED,    /* they ran already, and queued callbacks */
+};
+
+/* Waits up to timeout seconds (forever when negative) for libuv to have
+   events, with the GIL released: one release per iteration rather than
+   one per callback. */
+static enum wait_result
+loop_wait(LoopObject *loop, double timeout)
 {
     if (timeout != 0 && watchers_pending(&loop->uv)) {
-        uv_run(&loop->uv, UV_RUN_NOWAIT);
-        if (raise_pending_error(loop) < 0) {
-            return -1;
+        if (loop_dispatch(loop) < 0) {
+            return WAIT_ERROR;
         }
         if (loop->ready_len > 0) {
-            return 0;
+            return WAIT_DISPATCHED;
         }
     }
     int alive = uv_loop_alive(&loop->uv);
@@ -286,18 +300,15 @@ loop_poll(LoopObject *loop, double timeout)
             /* Run the Python-level signal handlers now, e.g. the SIGINT
                handler of asyncio.Runner, or raise KeyboardInterrupt. */
             if (PyErr_CheckSignals() < 0) {
-                return -1;
+                return WAIT_ERROR;
             }
         }
         if (rc == 0 && !uv_deadline) {
-            return 0;
+            return WAIT_IDLE;
         }
         alive = 1;
     }
-    if (alive) {
-        uv_run(&loop->uv, UV_RUN_NOWAIT);
-    }
-    return raise_pending_error(loop);
+    return alive ? WAIT_READY : WAIT_IDLE;
 }
 
 /* ---- the iteration ------------------------------------------------------ */
@@ -344,28 +355,31 @@ run_handle_debug(LoopObject *loop, HandleObject *h)
     return rc;
 }
 
+/* Runs the first n handles of the ready queue. */
 static int
-loop_run_once(LoopObject *loop)
+run_ready(LoopObject *loop, Py_ssize_t n)
 {
-    if (loop_check_forked(loop) < 0) {
-        return -1;
+    for (Py_ssize_t i = 0; i < n && loop->ready_len > 0; i++) {
+        HandleObject *h = ready_pop(loop);
+        int rc = 0;
+        if (!h->cancelled) {
+            rc = loop->debug ? run_handle_debug(loop, h) : handle_run(h);
+        }
+        handle_release(h);
+        if (rc < 0) {
+            return -1;
+        }
     }
-    timers_drop_cancelled(&loop->timers);
+    return 0;
+}
 
-    double timeout = -1.0;
-    if (loop->ready_len > 0 || loop->stopping) {
-        timeout = 0.0;
-    }
-    else if (loop->timers.len > 0) {
-        timeout = timer_deadline(loop->timers.items[0]) - loop_now();
-        timeout = timeout < 0 ? 0.0 : fmin(timeout, MAXIMUM_WAIT);
-    }
-    if (loop_poll(loop, timeout) < 0) {
-        return -1;
-    }
-
-    /* Timers due within the clock's resolution run in this iteration. */
+/* Queues the timers due within the clock's resolution and gives their
+   number. */
+static int
+queue_due_timers(LoopObject *loop, Py_ssize_t *count)
+{
     double end_time = loop_now() + loop->clock_resolution;
+    *count = 0;
     while (loop->timers.len > 0
            && timer_deadline(loop->timers.items[0]) < end_time) {
         HandleObject *h = timers_pop(&loop->timers);
@@ -380,27 +394,55 @@ loop_run_once(LoopObject *loop)
         }
         else {
             handle_release(h);
-        }
-        if (rc < 0) {
             return -1;
         }
-    }
-
-    /* Only what is ready now: callbacks scheduled by these callbacks run
-       in the next iteration, after the next poll. */
-    Py_ssize_t ntodo = loop->ready_len;
-    for (Py_ssize_t i = 0; i < ntodo && loop->ready_len > 0; i++) {
-        HandleObject *h = ready_pop(loop);
-        int rc = 0;
-        if (!h->cancelled) {
-            rc = loop->debug ? run_handle_debug(loop, h) : handle_run(h);
-        }
-        handle_release(h);
-        if (rc < 0) {
-            return -1;
-        }
+        (*count)++;
     }
     return 0;
+}
+
+/* One iteration, in asyncio's order: after the wait, the callbacks that
+   were ready before it, then the I/O callbacks, then the timers due when
+   the wait ended; what any of them schedules runs in the next iteration.
+   asyncio queues the I/O callbacks behind the ready ones; libuv runs them
+   as it dispatches, so the dispatch comes between the two runs. */
+static int
+loop_run_once(LoopObject *loop)
+{
+    if (loop_check_forked(loop) < 0) {
+        return -1;
+    }
+    timers_drop_cancelled(&loop->timers);
+
+    Py_ssize_t nready = loop->ready_len;
+    double timeout = -1.0;
+    if (nready > 0 || loop->stopping) {
+        timeout = 0.0;
+    }
+    else if (loop->timers.len > 0) {
+        timeout = timer_deadline(loop->timers.items[0]) - loop_now();
+        timeout = timeout < 0 ? 0.0 : fmin(timeout, MAXIMUM_WAIT);
+    }
+    enum wait_result waited = loop_wait(loop, timeout);
+    if (waited == WAIT_ERROR) {
+        return -1;
+    }
+    if (waited == WAIT_DISPATCHED) {
+        /* Nothing was ready before; what the I/O callbacks queued runs in
+           the next iteration, with the timers due by then. */
+        return 0;
+    }
+    Py_ssize_t ntimers;
+    if (queue_due_timers(loop, &ntimers) < 0) {
+        return -1;
+    }
+    if (run_ready(loop, nready) < 0) {
+        return -1;
+    }
+    if (waited == WAIT_READY && loop_dispatch(loop) < 0) {
+        return -1;
+    }
+    return run_ready(loop, ntimers);
 }
 
 static PyObject *

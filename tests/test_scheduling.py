@@ -137,6 +137,72 @@ def test_call_soon_from_timer_runs_after_other_due_timers(loop):
     assert out == ['t1', 't2', 't1.soon']
 
 
+# ---- I/O callbacks among the others ---------------------------------------
+
+class _RecordingProtocol(asyncio.Protocol):
+    def __init__(self, out):
+        self.out = out
+
+    def data_received(self, data):
+        self.out.append('data')
+        asyncio.get_running_loop().call_soon(self.out.append, 'data.soon')
+
+
+def _readable_pair(loop, out):
+    """A connected transport recording into out, whose socket has a byte
+    waiting to be read, with nothing else queued on the loop."""
+    import select
+    import socket
+    rsock, wsock = socket.socketpair()
+    tr, _ = loop.run_until_complete(loop.create_connection(
+        lambda: _RecordingProtocol(out), sock=rsock))
+    run_briefly(loop, 2)
+    wsock.send(b'x')
+    assert select.select([rsock], [], [], 10)[0]
+    return tr, wsock
+
+
+def test_io_callbacks_run_after_callbacks_queued_before_the_poll(loop):
+    """As asyncio: the callbacks queued before the poll run first, then the
+    I/O callbacks of the events it found, then the due timers; what those
+    schedule runs in the next iteration."""
+    out = []
+    tr, wsock = _readable_pair(loop, out)
+    try:
+        loop.call_at(loop.time() - 1, out.append, 'timer')
+        loop.call_soon(out.append, 'soon')
+        run_briefly(loop, 3)
+        assert out == ['soon', 'data', 'timer', 'data.soon']
+    finally:
+        tr.close()
+        wsock.close()
+        run_briefly(loop)
+
+
+def test_io_callbacks_run_after_a_waiting_task_is_woken(loop):
+    """A task woken before the data arrived runs before the data's
+    protocol callback, as on the default loop: its close() can beat a
+    message already in the socket."""
+    out = []
+    fut = loop.create_future()
+
+    async def waiter():
+        await fut
+        out.append('task')
+
+    task = loop.create_task(waiter())
+    tr, wsock = _readable_pair(loop, out)
+    try:
+        fut.set_result(None)
+        run_briefly(loop, 3)
+        assert out == ['task', 'data', 'data.soon']
+        assert task.done()
+    finally:
+        tr.close()
+        wsock.close()
+        run_briefly(loop)
+
+
 # ---- handles -------------------------------------------------------------
 
 def test_call_soon_returns_a_handle(loop):
