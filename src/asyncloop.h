@@ -239,6 +239,9 @@ typedef struct LoopObject {
     /* {'loop': self}: asyncio's C Future and Task have no vectorcall, so a
        call with keywords builds a dict each time; this one is reused. */
     PyObject *loop_kwargs;
+    /* Transports holding the writes of the running callback, to send when
+       it returns (see stream.c); one strong reference each. */
+    struct TransportObject *corked;
 
     PyObject *weakreflist;
 } LoopObject;
@@ -257,6 +260,10 @@ void loop_unlink_resource(Resource *res);
    KeyboardInterrupt/SystemExit: keeps the exception and stops uv_run. */
 void loop_set_pending_error(LoopObject *loop);
 int loop_add_methods(PyMethodDef *defs);
+/* stream.c: sends the writes held while a callback ran; -1 if a protocol's
+   pause_writing() raised KeyboardInterrupt/SystemExit. */
+int loop_send_corked(LoopObject *loop);
+void loop_drop_corked(LoopObject *loop);
 /* asyncio.Future(loop=loop) */
 PyObject *loop_new_future(LoopObject *loop);
 
@@ -365,6 +372,9 @@ typedef struct TransportObject {
     char write_inflight;
     char connection_lost_called;
     char sock_closed;            /* the Python socket was closed */
+    char corked;                 /* pending holds writes not yet tried */
+    char in_cork_list;           /* linked from loop->corked */
+    struct TransportObject *next_corked;
 } TransportObject;
 
 extern PyTypeObject *SocketTransport_Type;

@@ -248,6 +248,9 @@ static int
 loop_dispatch(LoopObject *loop)
 {
     uv_run(&loop->uv, UV_RUN_NOWAIT);
+    if (loop->corked != NULL && loop_send_corked(loop) < 0) {
+        return -1;
+    }
     return raise_pending_error(loop);
 }
 
@@ -364,6 +367,9 @@ run_ready(LoopObject *loop, Py_ssize_t n)
         int rc = 0;
         if (!h->cancelled) {
             rc = loop->debug ? run_handle_debug(loop, h) : handle_run(h);
+        }
+        if (loop->corked != NULL && loop_send_corked(loop) < 0 && rc == 0) {
+            rc = -1;
         }
         handle_release(h);
         if (rc < 0) {
@@ -880,6 +886,7 @@ close_uv(LoopObject *loop)
         return;
     }
     poll_close(loop);
+    loop_drop_corked(loop);
     while (loop->resources.next != &loop->resources) {
         Resource *res = loop->resources.next;
         loop_unlink_resource(res);
@@ -1002,12 +1009,17 @@ loop_traverse(LoopObject *loop, visitproc visit, void *arg)
     Py_VISIT(loop->writers);
     Py_VISIT(loop->watched_files);
     Py_VISIT(loop->loop_kwargs);
+    for (TransportObject *tr = loop->corked; tr != NULL;
+         tr = tr->next_corked) {
+        Py_VISIT(tr);
+    }
     return 0;
 }
 
 static int
 loop_clear(LoopObject *loop)
 {
+    loop_drop_corked(loop);
     ready_clear(loop);
     timers_clear(&loop->timers);
     Py_CLEAR(loop->exception_handler);

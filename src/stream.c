@@ -171,6 +171,8 @@ transport_log_debug(TransportObject *tr, const char *message)
     Py_XDECREF(res);
 }
 
+static int uncork(TransportObject *tr);
+
 /* ---- sendfile's empty waiter --------------------------------------------- */
 
 /* Resolves the future loop.sendfile() waits on: with None once the write
@@ -205,6 +207,9 @@ tr_make_empty_waiter(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
     if (tr->empty_waiter != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    if (uncork(tr) < 0) {
         return NULL;
     }
     tr->empty_waiter = PyObject_CallMethod((PyObject *)tr->loop,
@@ -673,22 +678,11 @@ pending_copy(TransportObject *tr, const char *data, size_t len)
     return 0;
 }
 
-/* Appends data[offset:] to the pending chunks: copied when small, else
-   by reference to obj, which must be immutable bytes (copied otherwise). */
+/* Appends len bytes at base by reference to obj, which must be immutable
+   bytes (copied otherwise); len is at most CHUNK_MAX. */
 static int
-pending_append(TransportObject *tr, PyObject *obj, const char *base,
-               size_t len)
+pending_ref(TransportObject *tr, PyObject *obj, const char *base, size_t len)
 {
-    if (len < WRITE_COPY_MAX) {
-        return pending_copy(tr, base, len);
-    }
-    while (len > CHUNK_MAX) {
-        if (pending_append(tr, obj, base, CHUNK_MAX) < 0) {
-            return -1;
-        }
-        base += CHUNK_MAX;
-        len -= CHUNK_MAX;
-    }
     if (chunks_reserve(&tr->pending, &tr->pending_cap, tr->npending + 1) < 0) {
         return -1;
     }
@@ -710,12 +704,219 @@ pending_append(TransportObject *tr, PyObject *obj, const char *base,
     return 0;
 }
 
+/* Appends data to the pending chunks: copied when small, else by
+   reference. */
+static int
+pending_append(TransportObject *tr, PyObject *obj, const char *base,
+               size_t len)
+{
+    if (len < WRITE_COPY_MAX) {
+        return pending_copy(tr, base, len);
+    }
+    while (len > CHUNK_MAX) {
+        if (pending_ref(tr, obj, base, CHUNK_MAX) < 0) {
+            return -1;
+        }
+        base += CHUNK_MAX;
+        len -= CHUNK_MAX;
+    }
+    return pending_ref(tr, obj, base, len);
+}
+
+/* Drops the first n bytes of the pending chunks, which were sent. */
+static void
+pending_consume(TransportObject *tr, size_t n)
+{
+    Py_ssize_t done = 0;
+    tr->pending_size -= n;
+    while (done < tr->npending && n >= tr->pending[done].len) {
+        n -= tr->pending[done].len;
+        done++;
+    }
+    if (done < tr->npending) {
+        tr->pending[done].base += n;
+        tr->pending[done].len -= n;
+    }
+    Py_ssize_t sent = done;
+    chunks_release(tr->pending, &sent, NULL);
+    tr->npending -= done;
+    memmove(tr->pending, tr->pending + done,
+            tr->npending * sizeof(WriteChunk));
+}
+
+/* Sends what the socket takes of the pending chunks now, and hands the
+   rest to libuv. Returns 0, or -1 with a Python error to raise. */
+static int
+send_pending(TransportObject *tr)
+{
+    uv_buf_t small[16] = {{0}};
+    uv_buf_t *bufs = small;
+    Py_ssize_t n = tr->npending;
+    if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+        bufs = PyMem_Malloc(n * sizeof(uv_buf_t));
+        if (bufs == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        bufs[i] = uv_buf_init(tr->pending[i].base,
+                              (unsigned int)tr->pending[i].len);
+    }
+    int written = uv_try_write(TR_STREAM(tr), bufs, (unsigned int)n);
+    if (bufs != small) {
+        PyMem_Free(bufs);
+    }
+    if (written < 0 && written != UV_EAGAIN) {
+        chunks_release(tr->pending, &tr->npending, &tr->pending_size);
+        fatal_uv_error(tr, written, "Fatal write error on socket transport");
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    pending_consume(tr, written < 0 ? 0 : (size_t)written);
+    if (tr->npending == 0) {
+        return 0;
+    }
+    int err = submit_pending(tr);
+    if (err < 0) {
+        fatal_uv_error(tr, err, "Fatal write error on socket transport");
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    return maybe_pause_protocol(tr);
+}
+
+/* ---- coalescing the writes of one callback ------------------------------ */
+
+/* What one callback writes to an idle transport is held ("corked") until
+   the callback returns, then sent with one system call: a server's
+   headers and body, or a client's several small writes, leave together
+   rather than as one segment each. Only small writes are held, only on
+   the loop's thread while it runs, and every method whose outcome depends
+   on what was sent (get_write_buffer_size(), close(), abort(),
+   write_eof(), ...) sends what is held first; what the peer receives, and
+   in which order, is what asyncio sends. */
+#define CORK_MAX (64 * 1024)
+#define CORK_MAX_CHUNKS 16
+
+static int
+may_cork(TransportObject *tr, Py_buffer *views, Py_ssize_t n)
+{
+    /* A closing transport finishes once its buffer drains, which the
+       write callback checks, not a later send of held writes. */
+    if (tr->write_inflight || tr->npending > 0 || tr->closing
+        || !tr->loop->running
+        || tr->loop->thread_id != PyThread_get_thread_ident()) {
+        return 0;
+    }
+    size_t len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        len += (size_t)views[i].len;
+    }
+    return len < CORK_MAX && n < CORK_MAX_CHUNKS;
+}
+
+/* Sends the writes tr holds. Returns 0, or -1 with a Python error. */
+static int
+uncork(TransportObject *tr)
+{
+    if (!tr->corked) {
+        return 0;
+    }
+    tr->corked = 0;
+    if (tr->conn_lost || !tr->uv_open) {
+        chunks_release(tr->pending, &tr->npending, &tr->pending_size);
+        return 0;
+    }
+    Py_INCREF(tr);
+    int rc = send_pending(tr);
+    Py_DECREF(tr);
+    return rc;
+}
+
+static int
+cork_write(TransportObject *tr, Py_buffer *views, PyObject **objs,
+           Py_ssize_t n)
+{
+    /* Marked first: what a failed append leaves behind is sent too. */
+    tr->corked = 1;
+    if (!tr->in_cork_list) {
+        tr->in_cork_list = 1;
+        tr->next_corked = tr->loop->corked;
+        tr->loop->corked = (TransportObject *)Py_NewRef(tr);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t len = (size_t)views[i].len;
+        int rc = len < WRITE_COPY_MAX
+                 ? pending_ref(tr, objs[i], views[i].buf, len)
+                 : pending_append(tr, objs[i], views[i].buf, len);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    if (tr->pending_size >= CORK_MAX || tr->npending >= CORK_MAX_CHUNKS) {
+        return uncork(tr);
+    }
+    return 0;
+}
+
+static TransportObject *
+pop_corked(LoopObject *loop)
+{
+    TransportObject *tr = loop->corked;
+    loop->corked = tr->next_corked;
+    tr->next_corked = NULL;
+    tr->in_cork_list = 0;
+    return tr;
+}
+
+int
+loop_send_corked(LoopObject *loop)
+{
+    PyObject *error = NULL;
+    while (loop->corked != NULL) {
+        TransportObject *tr = pop_corked(loop);
+        /* pause_writing() runs in the protocol's context, as in write_cb. */
+        int entered = tr->corked ? enter_context(tr) : 0;
+        if (uncork(tr) < 0) {
+            if (error == NULL) {
+                error = err_fetch();
+            }
+            else {
+                PyErr_WriteUnraisable((PyObject *)tr);
+            }
+        }
+        exit_context(tr, entered);
+        Py_DECREF(tr);
+    }
+    if (error != NULL) {
+        err_restore(error);
+        return -1;
+    }
+    return 0;
+}
+
+/* The loop closes or goes: what is held can no longer be sent. */
+void
+loop_drop_corked(LoopObject *loop)
+{
+    while (loop->corked != NULL) {
+        TransportObject *tr = pop_corked(loop);
+        if (tr->corked) {
+            tr->corked = 0;
+            chunks_release(tr->pending, &tr->npending, &tr->pending_size);
+        }
+        Py_DECREF(tr);
+    }
+}
+
 /* Sends the buffers now if nothing is queued, else queues them. On
    return 0 all is sent or queued; -1 is a Python error to raise. */
 static int
 write_buffers(TransportObject *tr, Py_buffer *views, PyObject **objs,
               Py_ssize_t n)
 {
+    if (tr->corked || may_cork(tr, views, n)) {
+        return cork_write(tr, views, objs, n);
+    }
     Py_ssize_t first = 0;
     size_t skip = 0;
     if (!tr->write_inflight && tr->npending == 0) {
@@ -894,6 +1095,9 @@ tr_write_eof(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing || tr->eof) {
         Py_RETURN_NONE;
     }
+    if (uncork(tr) < 0) {
+        return NULL;
+    }
     tr->eof = 1;
     if (!tr->write_inflight && tr->npending == 0) {
         shutdown_write(tr);
@@ -910,6 +1114,9 @@ tr_can_write_eof(TransportObject *Py_UNUSED(tr), PyObject *Py_UNUSED(ignored))
 static PyObject *
 tr_get_write_buffer_size(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
+    if (uncork(tr) < 0) {
+        return NULL;
+    }
     return PyLong_FromSize_t(transport_write_buffer_size(tr));
 }
 
@@ -971,7 +1178,8 @@ tr_set_write_buffer_limits(TransportObject *tr, PyObject *args,
                                      kwlist, &high, &low)) {
         return NULL;
     }
-    if (set_limits(tr, high, low) < 0 || maybe_pause_protocol(tr) < 0) {
+    if (set_limits(tr, high, low) < 0 || uncork(tr) < 0
+        || maybe_pause_protocol(tr) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1149,6 +1357,11 @@ read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
     }
     exit_context(tr, entered);
+    /* What data_received() wrote leaves now, not after the other
+       callbacks of this dispatch. */
+    if (tr->loop->corked != NULL && loop_send_corked(tr->loop) < 0) {
+        loop_set_pending_error(tr->loop);
+    }
     Py_DECREF(tr);
 }
 
@@ -1266,6 +1479,9 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
     if (tr->closing) {
         Py_RETURN_NONE;
     }
+    if (uncork(tr) < 0) {
+        return NULL;
+    }
     tr->closing = 1;
     stop_reading(tr);
     if (!tr->write_inflight && tr->npending == 0) {
@@ -1280,7 +1496,9 @@ tr_close(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 static PyObject *
 tr_abort(TransportObject *tr, PyObject *Py_UNUSED(ignored))
 {
-    if (force_close(tr, NULL) < 0) {
+    /* asyncio had sent what the socket took before abort() drops the
+       rest. */
+    if (uncork(tr) < 0 || force_close(tr, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
