@@ -10,7 +10,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 # The core loop first; the others as they exist.
 SCRIPTS = ['core.py', 'net_echo.py', 'low_sock.py', 'sendfile.py', 'pipes.py',
-           'proc_spawn.py', 'http.py']
+           'proc_spawn.py', 'http.py', 'kv_client.py']
 
 
 def main(args):
