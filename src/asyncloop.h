@@ -214,6 +214,7 @@ typedef struct LoopObject {
     char stopping;
     char debug;
     char polling;                /* waiting for events with the GIL released */
+    char time_replaced;          /* time() is not the C one (see loop_time) */
     unsigned long thread_id;     /* of run_forever, 0 when not running */
     unsigned long fork_generation;
     double slow_callback_duration;

@@ -23,6 +23,49 @@ loop_now(void)
     return (double)ns / 1e9;
 }
 
+/* The loop's clock for its deadlines. asyncio's loop reads self.time()
+   for them, so a program or a test that replaces time() (on the instance,
+   as mock.patch.object does, or in a subclass) moves the loop's deadlines
+   with it; otherwise the C clock, with no call. Returns -1.0 with an
+   exception set on failure. */
+static double
+loop_time(LoopObject *loop)
+{
+    if (!loop->time_replaced) {
+        return loop_now();
+    }
+    PyObject *res = PyObject_CallMethod((PyObject *)loop, "time", NULL);
+    if (res == NULL) {
+        return -1.0;
+    }
+    double now = PyFloat_AsDouble(res);
+    Py_DECREF(res);
+    return now;
+}
+
+static int
+type_replaces_time(PyTypeObject *type)
+{
+    PyObject *ours = PyObject_GetAttrString((PyObject *)&Loop_Type, "time");
+    PyObject *theirs = PyObject_GetAttrString((PyObject *)type, "time");
+    int replaced = ours != theirs;
+    Py_XDECREF(ours);
+    Py_XDECREF(theirs);
+    PyErr_Clear();
+    return replaced;
+}
+
+static int
+loop_setattro(LoopObject *loop, PyObject *name, PyObject *value)
+{
+    if (PyUnicode_Check(name)
+        && PyUnicode_CompareWithASCIIString(name, "time") == 0) {
+        loop->time_replaced = value != NULL
+                              || type_replaces_time(Py_TYPE(loop));
+    }
+    return PyObject_GenericSetAttr((PyObject *)loop, name, value);
+}
+
 int
 loop_check_closed(LoopObject *loop)
 {
@@ -384,8 +427,12 @@ run_ready(LoopObject *loop, Py_ssize_t n)
 static int
 queue_due_timers(LoopObject *loop, Py_ssize_t *count)
 {
-    double end_time = loop_now() + loop->clock_resolution;
     *count = 0;
+    double now = loop_time(loop);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    double end_time = now + loop->clock_resolution;
     while (loop->timers.len > 0
            && timer_deadline(loop->timers.items[0]) < end_time) {
         HandleObject *h = timers_pop(&loop->timers);
@@ -426,7 +473,11 @@ loop_run_once(LoopObject *loop)
         timeout = 0.0;
     }
     else if (loop->timers.len > 0) {
-        timeout = timer_deadline(loop->timers.items[0]) - loop_now();
+        double now = loop_time(loop);
+        if (now == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        timeout = timer_deadline(loop->timers.items[0]) - now;
         timeout = timeout < 0 ? 0.0 : fmin(timeout, MAXIMUM_WAIT);
     }
     enum wait_result waited = loop_wait(loop, timeout);
@@ -618,7 +669,11 @@ loop_py_call_later(LoopObject *loop, PyObject *const *args, Py_ssize_t nargs,
     if (delay == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    return schedule_timer(loop, loop_now() + delay, "call_later", args + 1,
+    double now = loop_time(loop);
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return schedule_timer(loop, now + delay, "call_later", args + 1,
                           nargs - 1, kwnames, HANDLE_STACK_DEPTH - 1);
 }
 
@@ -944,6 +999,7 @@ loop_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
     }
     loop->resources.next = loop->resources.prev = &loop->resources;
     loop->poll_epfd = -1;
+    loop->time_replaced = type != &Loop_Type && type_replaces_time(type);
     loop->fork_generation = asyncloop_fork_generation;
     loop->slow_callback_duration = 0.1;
     loop->clock_resolution = 1e-9;
@@ -1212,6 +1268,7 @@ PyTypeObject Loop_Type = {
     .tp_basicsize = sizeof(LoopObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = loop_new,
+    .tp_setattro = (setattrofunc)loop_setattro,
     .tp_dealloc = (destructor)loop_dealloc,
     .tp_traverse = (traverseproc)loop_traverse,
     .tp_clear = (inquiry)loop_clear,

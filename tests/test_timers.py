@@ -4,6 +4,7 @@ Timing checks are one-sided where it matters: a timer must never run
 before its deadline, and lateness bounds are generous, since the machine
 running the tests may be busy.
 """
+import asyncio
 import random
 import time
 
@@ -477,3 +478,46 @@ def test_call_at_when_is_kept(loop):
     assert before + 3.25 <= h2.when() <= after + 3.25
     h.cancel()
     h2.cancel()
+
+
+def test_replaced_time_moves_the_deadlines(loop):
+    """asyncio's loop reads self.time() for its deadlines: with time()
+    replaced on the instance (as mock.patch.object does), call_later() counts
+    from the replacement and a timer runs once it says the deadline came."""
+    from unittest import mock
+    out = []
+
+    async def main():
+        now = loop.time()
+        with mock.patch.object(loop, 'time') as fake:
+            fake.return_value = now
+            handle = loop.call_later(1000, out.append, 'timer')
+            assert handle.when() == now + 1000
+            await asyncio.sleep(0)
+            assert out == []
+            fake.return_value = now + 1000
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert out == ['timer']
+        # Restored: the real clock again.
+        handle = loop.call_later(1000, out.append, 'later')
+        assert abs(handle.when() - (loop.time() + 1000)) < 1
+        handle.cancel()
+    loop.run_until_complete(main())
+
+
+def test_time_of_a_subclass_is_the_loops_clock(new_loop):
+    """A subclass's time() is the clock of call_later(), as on asyncio."""
+    probe = new_loop()
+
+    class Shifted(type(probe)):
+        def time(self):
+            return super().time() + 10000
+
+    loop = Shifted()
+    try:
+        handle = loop.call_later(1, print)
+        assert handle.when() > probe.time() + 9000
+        handle.cancel()
+    finally:
+        loop.close()
