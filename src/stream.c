@@ -528,22 +528,37 @@ shutdown_write(TransportObject *tr)
 
 /* Hands the pending chunks to libuv as one request. Returns 0 or a libuv
    error code (no Python exception set). */
-static int
-submit_pending(TransportObject *tr)
+#define SMALL_BUFS 16
+
+/* The pending chunks as libuv buffers: in small (SMALL_BUFS long) when
+   they fit, else in memory to PyMem_Free(); NULL when out of memory. */
+static uv_buf_t *
+pending_bufs(TransportObject *tr, uv_buf_t *small)
 {
-    /* Zeroed: GCC cannot see that the loop below fills it. */
-    uv_buf_t small[16] = {{0}};
     uv_buf_t *bufs = small;
     Py_ssize_t n = tr->npending;
-    if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+    if (n > SMALL_BUFS) {
         bufs = PyMem_Malloc(n * sizeof(uv_buf_t));
         if (bufs == NULL) {
-            return UV_ENOMEM;
+            return NULL;
         }
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         bufs[i] = uv_buf_init(tr->pending[i].base,
                               (unsigned int)tr->pending[i].len);
+    }
+    return bufs;
+}
+
+static int
+submit_pending(TransportObject *tr)
+{
+    /* Zeroed: GCC cannot see that pending_bufs() fills it. */
+    uv_buf_t small[SMALL_BUFS] = {{0}};
+    uv_buf_t *bufs = pending_bufs(tr, small);
+    Py_ssize_t n = tr->npending;
+    if (bufs == NULL) {
+        return UV_ENOMEM;
     }
     int err = uv_write(&tr->write_req, TR_STREAM(tr), bufs, (unsigned int)n,
                        write_cb);
@@ -749,21 +764,14 @@ pending_consume(TransportObject *tr, size_t n)
 static int
 send_pending(TransportObject *tr)
 {
-    uv_buf_t small[16] = {{0}};
-    uv_buf_t *bufs = small;
-    Py_ssize_t n = tr->npending;
-    if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
-        bufs = PyMem_Malloc(n * sizeof(uv_buf_t));
-        if (bufs == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
+    uv_buf_t small[SMALL_BUFS] = {{0}};
+    uv_buf_t *bufs = pending_bufs(tr, small);
+    if (bufs == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        bufs[i] = uv_buf_init(tr->pending[i].base,
-                              (unsigned int)tr->pending[i].len);
-    }
-    int written = uv_try_write(TR_STREAM(tr), bufs, (unsigned int)n);
+    int written = uv_try_write(TR_STREAM(tr), bufs,
+                               (unsigned int)tr->npending);
     if (bufs != small) {
         PyMem_Free(bufs);
     }
